@@ -1,0 +1,93 @@
+"""Build the data module, task, loggers and callbacks from a composed config."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+
+import hydra
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from plantml.data.datamodule import SensorDataModule
+from plantml.errors import ConfigError
+
+log = logging.getLogger(__name__)
+TASK_ONLY_KEYS = ("monitor", "mode")  # read by callbacks, not task arguments
+
+
+def _instantiate(node: DictConfig, what: str, **kwargs):
+    try:
+        return hydra.utils.instantiate(node, **kwargs)
+    except hydra.errors.InstantiationException as exc:
+        cause = exc.__cause__
+        if cause is not None and isinstance(cause, ConfigError | ValueError | TypeError):
+            from plantml.errors import PlantMLError
+
+            if isinstance(cause, PlantMLError):
+                raise cause from None
+            raise ConfigError(f"cannot build {what}: {cause}") from None
+        raise ConfigError(f"cannot build {what}: {exc}") from None
+
+
+def task_kind(cfg: DictConfig) -> str:
+    target = str(cfg.task.get("_target_", ""))
+    if target.endswith("RULTask"):
+        return "rul"
+    if target.endswith("FailureTask"):
+        return "failure"
+    return str(cfg.data.target.get("kind") or "rul")
+
+
+def build_datamodule(cfg: DictConfig) -> SensorDataModule:
+    """The data module of ``cfg.data``; the target kind follows the task."""
+    data_cfg = cfg.data.copy()
+    kind = task_kind(cfg)
+    with open_dict(data_cfg):
+        if data_cfg.target.get("kind") not in (None, kind):
+            raise ConfigError(
+                f"data.target.kind={data_cfg.target.kind} does not fit the {kind} task; "
+                f"leave data.target.kind unset (null) or choose a matching task"
+            )
+        data_cfg.target.kind = kind
+        accepted = inspect.signature(SensorDataModule).parameters
+        resolved = OmegaConf.to_container(data_cfg, resolve=True)
+        # top-level keys such as data.root or data.subset only feed data.source by interpolation
+        for key in list(resolved):
+            if key not in accepted and not key.startswith("_"):
+                resolved.pop(key)
+    return _instantiate(OmegaConf.create(resolved), "the data module (data=...)", _convert_="all")
+
+
+def build_task(cfg: DictConfig, datamodule: SensorDataModule):
+    """The LightningModule of ``cfg.task`` around the model of ``cfg.model``."""
+    datamodule.setup("fit")
+    data = datamodule.data
+    model = _instantiate(cfg.model, "the model (model=...)")(in_features=len(data.feature_names), out_features=1)
+    task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
+    for key in TASK_ONLY_KEYS:
+        task_cfg.pop(key, None)
+    if task_cfg.get("pos_weight") == "auto":
+        task_cfg["pos_weight"] = datamodule.pos_weight() if task_cfg.get("loss") == "weighted_bce" else None
+    if task_cfg.get("target_scale") == "auto":
+        cap = cfg.data.target.get("rul_cap")
+        targets = data.windows["train"].targets
+        task_cfg["target_scale"] = float(cap) if cap else float(max(targets.max(), 1.0))
+    if task_cfg.get("loss") == "weighted_bce" and cfg.data.sampler.get("kind") == "balanced":
+        log.warning(
+            "weighted_bce with a balanced sampler counts the imbalance twice; "
+            "use one of them (data.sampler.kind=shuffle or task.loss=bce)"
+        )
+    return _instantiate(
+        OmegaConf.create(task_cfg), "the task (task=...)", model=model, condition_names=data.condition_names
+    )
+
+
+def build_list(node: DictConfig | None, what: str) -> list:
+    """Instantiate every ``_target_`` entry of a callbacks / logger group."""
+    if not node:
+        return []
+    return [
+        _instantiate(item, f"{what} {name!r}")
+        for name, item in node.items()
+        if isinstance(item, DictConfig) and "_target_" in item
+    ]

@@ -1,0 +1,645 @@
+"""Cleaning: raw sensor table in, a regular, gap-bounded, finite table out.
+
+Eight steps run in this order, each configured under ``data.cleaning.<step>``
+(a missing key takes its default; an unknown key is a :class:`ConfigError`)::
+
+    sort:          {enabled: true}
+    non_finite:    {enabled: true}                  # ±inf in sensors/settings -> NaN
+    dedupe:        {enabled: true}                  # one row per (asset, time)
+    clip:          {enabled: true, bounds: {}, action: nan}
+    despike:       {enabled: false, window: 11, n_sigmas: 6.0}
+    align:         {enabled: true, period: null, tolerance: null, direction: backward}
+    fill:          {enabled: true, method: ffill, max_gap: 3, mask: false, mask_as_feature: false}
+    drop_constant: {enabled: true, dominant_fraction: 0.995}
+
+- ``dedupe`` keeps the first non-null value of each column, the max of labels.
+- ``clip.bounds`` is ``{column: [low, high]}`` (null = open); ``action: nan``
+  makes out-of-range values missing (filled later), ``clip`` clamps them.
+- ``align`` (only once ``period`` is set: ``"1h"`` for timestamps, ``1`` for
+  cycles) puts each asset on a grid from floor(first time) to ceil(last time).
+  A sensor read faster than ``period`` on an asset is averaged over each bin
+  (t - period, t]; a slower one takes its latest reading within ``tolerance``
+  (default: period) at or before t (``direction: nearest``: either side).
+  Settings, condition, RUL and other columns: latest at or before t within
+  tolerance. Events (failure, maintenance, anomaly): max over the bin.
+- ``fill`` (``ffill | interpolate | none``) fills a run of missing values only
+  if it is at most ``max_gap`` rows long (null: no limit), within one asset;
+  ``interpolate`` is linear in time and carries a trailing gap forward. Rows
+  still missing a sensor or setting value are dropped (their failure /
+  maintenance events move to the next kept row of the asset) and an int32
+  ``segment`` column numbers the contiguous runs left per asset.
+- ``drop_constant`` drops sensors whose most frequent value covers at least
+  ``dominant_fraction`` of their values.
+
+Each step reports what it changed, with counts, in a :class:`CleaningReport`
+and in the ``plantml.data.cleaning`` log. Every step is vectorized over all
+assets at once (numpy / groupby / ``merge_asof``); nothing loops over rows.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from plantml.data.table import SensorTable
+from plantml.errors import ConfigError, DataError
+
+log = logging.getLogger("plantml.data.cleaning")
+
+MASK_SUFFIX = "__missing"
+
+DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
+    "sort": {"enabled": True},
+    "non_finite": {"enabled": True},
+    "dedupe": {"enabled": True},
+    "clip": {"enabled": True, "bounds": {}, "action": "nan"},
+    "despike": {"enabled": False, "window": 11, "n_sigmas": 6.0},
+    "align": {"enabled": True, "period": None, "tolerance": None, "direction": "backward"},
+    "fill": {
+        "enabled": True,
+        "method": "ffill",
+        "max_gap": 3,
+        "mask": False,
+        "mask_as_feature": False,
+    },
+    "drop_constant": {"enabled": True, "dominant_fraction": 0.995},
+}
+_CHOICES = {
+    ("clip", "action"): ("nan", "clip"),
+    ("align", "direction"): ("backward", "nearest"),
+    ("fill", "method"): ("ffill", "interpolate", "none"),
+}
+
+
+@dataclass
+class CleaningReport:
+    """What each cleaning step changed: per step a dict of counts, plus one readable line."""
+
+    steps: dict[str, dict[str, Any]] = field(default_factory=dict)
+    messages: dict[str, str] = field(default_factory=dict)
+
+    def add(self, step: str, counts: dict[str, Any], message: str) -> None:
+        """Record a step's counts and log its line."""
+        self.steps[step] = counts
+        self.messages[step] = message
+        log.info("%s: %s", step, message)
+
+    def lines(self) -> list[str]:
+        """One human-readable line per step, in the order the steps ran."""
+        return [f"{step}: {msg}" for step, msg in self.messages.items()]
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """The counts per step (JSON-serializable)."""
+        return copy.deepcopy(self.steps)
+
+
+def resolve_config(config: Mapping | None) -> dict[str, dict[str, Any]]:
+    """The defaults overlaid with ``config``; unknown keys raise :class:`ConfigError`."""
+    if config is not None and type(config).__module__.startswith("omegaconf"):
+        from omegaconf import OmegaConf
+
+        config = OmegaConf.to_container(config, resolve=True)
+    config = dict(config or {})
+    unknown = sorted(set(config) - set(DEFAULT_CONFIG))
+    if unknown:
+        raise ConfigError(
+            f"unknown data.cleaning step(s) {unknown}; valid steps: {', '.join(DEFAULT_CONFIG)}"
+        )
+    out = copy.deepcopy(DEFAULT_CONFIG)
+    for step, given in config.items():
+        if isinstance(given, bool):  # `despike: true` is shorthand for `despike: {enabled: true}`
+            given = {"enabled": given}
+        if given is not None and not isinstance(given, Mapping):
+            raise ConfigError(f"data.cleaning.{step} must be a mapping of options, got {given!r}")
+        given = dict(given or {})
+        bad = sorted(set(given) - set(out[step]))
+        if bad:
+            raise ConfigError(
+                f"unknown key(s) {bad} in data.cleaning.{step}; valid keys: {', '.join(out[step])}"
+            )
+        out[step].update(given)
+        if not isinstance(out[step]["enabled"], bool):
+            raise ConfigError(f"data.cleaning.{step}.enabled must be true or false")
+    for (step, key), choices in _CHOICES.items():
+        if out[step][key] not in choices:
+            raise ConfigError(
+                f"data.cleaning.{step}.{key}={out[step][key]!r} is not one of {list(choices)}"
+            )
+    return out
+
+
+def clean(table: SensorTable, config: Mapping | None = None) -> tuple[SensorTable, CleaningReport]:
+    """Run the cleaning steps configured in ``config`` (``data.cleaning``) on ``table``.
+
+    Returns a new table (the input frame is never modified) and the report of
+    what each step changed.
+    """
+    cfg = resolve_config(config)
+    report = CleaningReport()
+    frame = table.frame.reset_index(drop=True)
+    period = None
+    for step in DEFAULT_CONFIG:
+        opts = cfg[step]
+        if not opts["enabled"] and step != "sort":
+            report.add(step, {"skipped": "disabled"}, "skipped (disabled)")
+            continue
+        if step == "align" and opts["period"] is None:
+            report.add(step, {"skipped": "no period"}, "skipped (set data.cleaning.align.period)")
+            continue
+        if step == "align":
+            frame, period = _align(frame, table, opts, report)
+        elif step == "fill":
+            frame, table = _fill(frame, table, opts, period, report)
+        elif step == "drop_constant":
+            frame, table = _drop_constant(frame, table, opts, report)
+        else:
+            frame = _STEPS[step](frame, table, opts, report)
+    return table.replace(frame=frame), report
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def _series_ids(frame: pd.DataFrame, table: SensorTable) -> np.ndarray:
+    """Per row, an id of its contiguous series (asset, and existing segment if any)."""
+    keys = [table.asset_column]
+    if table.segment_column and table.segment_column in frame.columns:
+        keys.append(table.segment_column)
+    return frame.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()
+
+
+def _run_bounds(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the first and last row index of its run of equal ``ids``."""
+    n = len(ids)
+    rows = np.arange(n)
+    new = np.r_[True, ids[1:] != ids[:-1]]
+    end = np.r_[ids[1:] != ids[:-1], True]
+    first = np.maximum.accumulate(np.where(new, rows, 0))
+    last = np.minimum.accumulate(np.where(end, rows, n)[::-1])[::-1]
+    return first, last
+
+
+def _prev_next(valid: np.ndarray, first: np.ndarray, last: np.ndarray):
+    """Index of the previous / next ``valid`` row within the same run (-1 where none)."""
+    n = len(valid)
+    rows = np.arange(n)
+    prev = np.maximum.accumulate(np.where(valid, rows, -1))
+    nxt = np.minimum.accumulate(np.where(valid, rows, n)[::-1])[::-1]
+    prev = np.where(prev >= first, prev, -1)
+    nxt = np.where(nxt <= last, nxt, -1)
+    return prev, nxt
+
+
+def _ticks(time: pd.Series) -> np.ndarray:
+    """Time as numbers: int64 nanoseconds for timestamps (UTC), float64 otherwise."""
+    if pd.api.types.is_datetime64_any_dtype(time):
+        if getattr(time.dt, "tz", None) is not None:
+            time = time.dt.tz_convert(None)
+        return time.astype("datetime64[ns]").to_numpy().view(np.int64)
+    return time.to_numpy(dtype=np.float64)
+
+
+def _duration(value: Any, time: pd.Series, key: str) -> int | float:
+    """A period / tolerance from the config in the units of :func:`_ticks`."""
+    if pd.api.types.is_datetime64_any_dtype(time):
+        if isinstance(value, int | float):
+            raise ConfigError(
+                f"data.cleaning.align.{key}={value!r} is a number but {time.name!r} holds "
+                "timestamps; give a duration such as '1h' or '15min'"
+            )
+        ticks = pd.Timedelta(value).value
+    else:
+        if isinstance(value, str):
+            raise ConfigError(
+                f"data.cleaning.align.{key}={value!r} is a duration but {time.name!r} holds "
+                "numbers (cycles); give a number such as 1"
+            )
+        ticks = float(value)
+    if ticks <= 0:
+        raise ConfigError(f"data.cleaning.align.{key} must be positive, got {value!r}")
+    return ticks
+
+
+def _fmt_counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{c}: {n}" for c, n in counts.items() if n) or "none"
+
+
+# --- steps ---------------------------------------------------------------------------------------
+
+
+def _sort(frame: pd.DataFrame, table: SensorTable, opts: dict, report: CleaningReport):
+    """Stable sort by (asset, time); with sorting disabled, check the order instead."""
+    asset, time = table.asset_column, table.time_column
+    if opts["enabled"]:
+        out = frame.sort_values([asset, time], kind="stable")
+        moved = int(np.sum(out.index.to_numpy() != np.arange(len(out))))
+        report.add("sort", {"out_of_order": moved}, f"{moved} rows were out of (asset, time) order")
+        return out.reset_index(drop=True)
+    codes = pd.factorize(frame[asset])[0]
+    change = np.r_[0, np.flatnonzero(codes[1:] != codes[:-1]) + 1]  # first row of each run
+    seen_again = np.flatnonzero(pd.Series(codes[change]).duplicated().to_numpy())
+    fix = "enable data.cleaning.sort (data.cleaning.sort.enabled=true) or sort the file"
+    if len(seen_again):
+        row = int(change[seen_again[0]])
+        raise DataError(
+            f"{table.name}: the rows of asset {frame[asset].iloc[row]!r} are not contiguous "
+            f"(they appear again at row {row}); {fix}"
+        )
+    t = frame[time]
+    back = np.flatnonzero((codes[1:] == codes[:-1]) & (t.to_numpy()[1:] < t.to_numpy()[:-1]))
+    if len(back):
+        row = int(back[0]) + 1
+        raise DataError(
+            f"{table.name}: time is not increasing within asset {frame[asset].iloc[row]!r}: "
+            f"row {row} has {time}={t.iloc[row]} after {t.iloc[row - 1]} at row {row - 1}; {fix}"
+        )
+    report.add("sort", {"skipped": "disabled"}, "skipped (disabled); rows are in order")
+    return frame
+
+
+def _non_finite(frame: pd.DataFrame, table: SensorTable, opts: dict, report: CleaningReport):
+    """±inf in sensor and setting columns becomes NaN."""
+    counts = {}
+    for col in table.sensor_columns + table.setting_columns:
+        if pd.api.types.is_float_dtype(frame[col]):
+            inf = np.isinf(frame[col].to_numpy(dtype=np.float64, na_value=np.nan))
+            counts[col] = int(inf.sum())
+            if counts[col]:
+                frame[col] = frame[col].mask(inf)
+    total = sum(counts.values())
+    report.add(
+        "non_finite",
+        {"replaced": total, "by_column": {c: n for c, n in counts.items() if n}},
+        f"replaced {total} ±inf values with NaN ({_fmt_counts(counts)})",
+    )
+    return frame
+
+
+def _dedupe(frame: pd.DataFrame, table: SensorTable, opts: dict, report: CleaningReport):
+    """Merge rows sharing (asset, time): first non-null value per column, labels by max."""
+    keys = [table.asset_column, table.time_column]
+    dup = frame.duplicated(keys, keep=False).to_numpy()
+    n_dup = int(dup.sum())
+    merged_into = 0
+    if n_dup:
+        part = frame[dup]
+        groups = part.groupby(keys, sort=False)  # groups in order of first appearance
+        merged = groups.first()  # first non-null value per column
+        labels = [c for c in table.label_columns if c not in keys]
+        if labels:
+            merged[labels] = groups[labels].max()
+        merged = merged.reset_index()[frame.columns]
+        merged.index = np.flatnonzero(dup)[~part.duplicated(keys).to_numpy()]
+        merged_into = len(merged)
+        frame = pd.concat([frame[~dup], merged]).sort_index().reset_index(drop=True)
+    report.add(
+        "dedupe",
+        {"duplicate_rows": n_dup, "merged_into": merged_into, "rows_removed": n_dup - merged_into},
+        f"merged {n_dup} duplicate (asset, time) rows into {merged_into} "
+        f"({n_dup - merged_into} rows removed)",
+    )
+    return frame
+
+
+def _clip(frame: pd.DataFrame, table: SensorTable, opts: dict, report: CleaningReport):
+    """Values outside physically possible bounds become NaN (``action: nan``) or are clamped."""
+    valid = table.sensor_columns + table.setting_columns
+    counts = {}
+    for col, bound in (opts["bounds"] or {}).items():
+        if col not in valid:
+            raise DataError(
+                f"data.cleaning.clip.bounds names {col!r}, which is not a sensor or setting "
+                f"column of {table.name}; valid columns: {', '.join(valid)}"
+            )
+        if not isinstance(bound, list | tuple) or len(bound) != 2:
+            raise ConfigError(
+                f"data.cleaning.clip.bounds.{col} must be [low, high] (null for open), got {bound!r}"
+            )
+        low, high = bound
+        if low is not None and high is not None and low > high:
+            raise ConfigError(f"data.cleaning.clip.bounds.{col}: low {low} > high {high}")
+        s = frame[col]
+        out = (s < low if low is not None else False) | (s > high if high is not None else False)
+        counts[col] = int(np.sum(out))
+        if counts[col]:
+            frame[col] = s.mask(out) if opts["action"] == "nan" else s.clip(low, high)
+    total = sum(counts.values())
+    what = "set to NaN" if opts["action"] == "nan" else "clamped to the bounds"
+    report.add(
+        "clip",
+        {"changed": total, "by_column": {c: n for c, n in counts.items() if n}},
+        f"{total} out-of-bounds values {what} ({_fmt_counts(counts)})",
+    )
+    return frame
+
+
+def _despike(frame: pd.DataFrame, table: SensorTable, opts: dict, report: CleaningReport):
+    """Hampel filter per asset and sensor: outliers from the centred rolling median become NaN.
+
+    The window is ``window`` consecutive readings of the sensor on one asset (rows where
+    it is missing are skipped); a reading further than ``n_sigmas`` x 1.4826 x MAD from
+    the window's median is a spike.
+    """
+    window, n_sigmas = opts["window"], float(opts["n_sigmas"])
+    if not isinstance(window, int) or window < 3 or window % 2 == 0:
+        raise ConfigError(f"data.cleaning.despike.window must be an odd integer >= 3, got {window}")
+    ids = _series_ids(frame, table)
+    offsets = np.arange(-(window // 2), window // 2 + 1)
+    counts = {}
+    for col in table.sensor_columns:
+        # the window runs over this sensor's readings, so a slow sensor in a multi-rate
+        # table (NaN between readings) still gets `window` values per median
+        full = frame[col].to_numpy(dtype=np.float64, na_value=np.nan)
+        read = np.flatnonzero(~np.isnan(full))
+        x, sid = full[read], ids[read]
+        idx = np.arange(len(x))[:, None] + offsets
+        inside = (idx >= 0) & (idx < len(x))
+        idx = idx.clip(0, max(len(x) - 1, 0))
+        inside &= sid[idx] == sid[:, None]
+        win = np.where(inside, x[idx], np.nan)
+        med = _nan_row_median(win)
+        mad = _nan_row_median(np.abs(win - med[:, None]))
+        spike = read[np.abs(x - med) > n_sigmas * 1.4826 * mad]
+        counts[col] = len(spike)
+        if counts[col]:
+            hit = np.zeros(len(full), dtype=bool)
+            hit[spike] = True
+            frame[col] = frame[col].mask(hit)
+    total = sum(counts.values())
+    report.add(
+        "despike",
+        {"spikes": total, "by_column": {c: k for c, k in counts.items() if k}},
+        f"{total} spikes set to NaN ({_fmt_counts(counts)})",
+    )
+    return frame
+
+
+def _nan_row_median(win: np.ndarray) -> np.ndarray:
+    """Median of each row ignoring NaN (NaN sorts last), NaN for all-NaN rows."""
+    s = np.sort(win, axis=1)
+    k = (~np.isnan(win)).sum(axis=1)
+    rows = np.arange(len(win))
+    lo, hi = np.maximum((k - 1) // 2, 0), np.maximum(k // 2, 0)
+    med = (s[rows, lo] + s[rows, hi]) / 2
+    return np.where(k > 0, med, np.nan)
+
+
+def _align(frame: pd.DataFrame, table: SensorTable, opts: dict, report: CleaningReport):
+    """Put every asset on a regular time grid (rules in the module docstring).
+
+    Returns the aligned frame and the period in the units of :func:`_ticks`.
+    """
+    asset, time = table.asset_column, table.time_column
+    tcol = frame[time]
+    p = _duration(opts["period"], tcol, "period")
+    tol = _duration(opts["tolerance"], tcol, "tolerance") if opts["tolerance"] is not None else p
+    exact = isinstance(p, int)  # integer nanoseconds: exact arithmetic
+    ticks = _ticks(tcol)
+    codes, uniques = pd.factorize(frame[asset])
+    eps = 0 if exact else 1e-9
+    k_row = -((-ticks) // p) if exact else np.ceil(ticks / p - eps)  # bin (g - p, g] of each row
+    by_asset = pd.DataFrame({"c": codes, "t": ticks}).groupby("c")["t"]
+    tmin, tmax = by_asset.min().to_numpy(), by_asset.max().to_numpy()
+    k0 = tmin // p if exact else np.floor(tmin / p + eps)
+    k1 = -((-tmax) // p) if exact else np.ceil(tmax / p - eps)
+    sizes = (k1 - k0).astype(np.int64) + 1
+    if sizes.sum() > 100 * len(frame) + 1000:
+        raise ConfigError(
+            f"data.cleaning.align.period={opts['period']!r} would make {int(sizes.sum())} grid "
+            f"rows from {len(frame)} readings; choose a longer period"
+        )
+    starts = np.r_[0, np.cumsum(sizes)[:-1]]
+    g_code = np.repeat(np.arange(len(sizes)), sizes)
+    g_k = np.repeat(k0, sizes) + (np.arange(len(g_code)) - np.repeat(starts, sizes))
+    g_tick = g_k * p
+    # the grid row whose bin holds each reading
+    row_bin = (starts[codes] + (k_row - k0[codes])).astype(np.int64)
+    order = np.argsort(g_tick, kind="stable")
+    left = pd.DataFrame({"t": g_tick[order], "c": g_code[order]})
+    inverse = np.empty_like(order)
+    inverse[order] = np.arange(len(order))
+
+    def asof(col: str, direction: str = "backward") -> pd.Series:
+        has = frame[col].notna().to_numpy()
+        right = pd.DataFrame({"t": ticks[has], "c": codes[has], "v": frame[col].array[has]})
+        right = right.sort_values("t", kind="stable")
+        got = pd.merge_asof(left, right, on="t", by="c", tolerance=tol, direction=direction)
+        return got["v"].take(inverse).reset_index(drop=True)
+
+    events = {table.failure_column, table.maintenance_column, table.anomaly_column} - {None}
+    out: dict[str, Any] = {}
+    missing, aggregated = {}, 0
+    n_grid = len(g_code)
+    for col in frame.columns:
+        if col in (asset, time):
+            continue
+        if col in events:
+            v = frame[col].to_numpy(dtype=np.float64, na_value=0.0) > 0
+            hit = np.bincount(row_bin, weights=v, minlength=n_grid) > 0
+            kind = frame[col].dtype.kind
+            out[col] = pd.Series(hit).astype(frame[col].dtype if kind in "iub" else np.float64)
+        elif col in table.sensor_columns:
+            x = frame[col].to_numpy(dtype=np.float64, na_value=np.nan)
+            has = ~np.isnan(x)
+            gap = np.diff(ticks[has]).astype(np.float64)
+            same = codes[has][1:] == codes[has][:-1]
+            med = pd.Series(gap[same]).groupby(codes[has][1:][same]).median()
+            fast_asset = np.zeros(len(sizes), dtype=bool)
+            fast_asset[med.index.to_numpy()] = med.to_numpy() < p
+            fast_row = fast_asset[codes] & has
+            aggregated += int(fast_row.sum())
+            sums = np.bincount(row_bin[fast_row], weights=x[fast_row], minlength=n_grid)
+            cnt = np.bincount(row_bin[fast_row], minlength=n_grid)
+            mean = np.divide(sums, cnt, out=np.full(n_grid, np.nan), where=cnt > 0)
+            latest = (
+                np.full(n_grid, np.nan)
+                if fast_asset.all()
+                else asof(col, opts["direction"]).to_numpy(dtype=np.float64, na_value=np.nan)
+            )
+            values = np.where(fast_asset[g_code], mean, latest)
+            missing[col] = int(np.isnan(values).sum())
+            dtype = frame[col].dtype if pd.api.types.is_float_dtype(frame[col]) else np.float64
+            out[col] = values.astype(dtype)
+        else:  # settings, condition, rul and any other column: latest reading within tolerance
+            out[col] = asof(col)
+    grid_time = _time_from_ticks(g_tick, tcol, exact)
+    aligned = pd.DataFrame({asset: uniques.take(g_code), time: grid_time, **out})[frame.columns]
+    report.add(
+        "align",
+        {
+            "grid_rows": n_grid,
+            "input_rows": len(frame),
+            "readings_aggregated": aggregated,
+            "missing_by_column": missing,
+        },
+        f"{n_grid} grid rows at period {opts['period']} from {len(frame)} rows; "
+        f"{aggregated} readings averaged into bins; grid points with no reading within "
+        f"tolerance: {_fmt_counts(missing)}",
+    )
+    return aligned, p
+
+
+def _time_from_ticks(g_tick: np.ndarray, tcol: pd.Series, exact: bool) -> pd.Series | np.ndarray:
+    """Grid ticks back in the dtype of the original time column."""
+    if exact:
+        t = pd.Series(g_tick.astype(np.int64).view("datetime64[ns]"))
+        tz = getattr(tcol.dt, "tz", None)
+        if tz is not None:
+            t = t.dt.tz_localize("UTC").dt.tz_convert(tz)
+        return t.astype(tcol.dtype)
+    if pd.api.types.is_integer_dtype(tcol) and np.all(g_tick == np.round(g_tick)):
+        return np.round(g_tick).astype(tcol.dtype)
+    return g_tick
+
+
+def _fill(frame, table: SensorTable, opts: dict, period, report: CleaningReport):
+    """Bounded gap filling, then drop rows still missing and number the segments left."""
+    method, max_gap = opts["method"], opts["max_gap"]
+    max_gap = np.inf if max_gap is None else int(max_gap)
+    seg_name = table.segment_column or "segment"
+    if seg_name in frame.columns and seg_name != table.segment_column:
+        raise DataError(
+            f"{table.name} already has a column {seg_name!r}; rename it, cleaning writes the "
+            "segment numbers there"
+        )
+    ids = _series_ids(frame, table)
+    first, last = _run_bounds(ids)
+    ticks = _ticks(frame[table.time_column]).astype(np.float64)
+    sensors = list(table.sensor_columns)
+    masks, counts = {}, {}
+    for col in sensors + table.setting_columns:
+        x = frame[col].to_numpy(dtype=np.float64, na_value=np.nan)
+        nan = np.isnan(x)
+        if not nan.any():
+            continue
+        if opts["mask"] and col in sensors:
+            masks[col + MASK_SUFFIX] = nan.astype(np.float32)
+        prev, nxt = _prev_next(~nan, first, last)
+        run_start = np.r_[True, ~nan[:-1] | (ids[1:] != ids[:-1])] & nan
+        run_id = np.cumsum(run_start) - 1
+        run_len = np.bincount(run_id[nan], minlength=int(run_start.sum()))
+        ok = np.zeros(len(x), dtype=bool)
+        ok[nan] = (run_len[run_id[nan]] <= max_gap) & (prev[nan] >= 0)
+        if method == "none":
+            ok[:] = False
+        filled = x.copy()
+        filled[ok] = x[prev[ok]]
+        if method == "interpolate":
+            mid = ok & (nxt >= 0)
+            tp, tn = ticks[prev[mid]], ticks[nxt[mid]]
+            w = (ticks[mid] - tp) / (tn - tp)
+            filled[mid] = x[prev[mid]] + w * (x[nxt[mid]] - x[prev[mid]])
+        counts[col] = int(ok.sum())
+        if counts[col]:
+            dtype = frame[col].dtype if pd.api.types.is_float_dtype(frame[col]) else np.float64
+            frame[col] = filled.astype(dtype)
+    if masks:
+        frame = pd.concat([frame, pd.DataFrame(masks, index=frame.index)], axis=1)
+        if opts["mask_as_feature"]:
+            table = table.replace(frame=frame, sensor_columns=sensors + list(masks))
+    keep = frame[sensors + table.setting_columns].notna().all(axis=1).to_numpy()
+    if not keep.any():
+        worst = frame[sensors].isna().sum().sort_values(ascending=False).head(5)
+        raise DataError(
+            f"{table.name}: every row still misses a sensor value after filling (most missing: "
+            f"{worst.to_dict()}); raise data.cleaning.fill.max_gap, bound fewer values "
+            "(clip/despike), or drop those sensors"
+        )
+    moved = lost = 0
+    if not keep.all():
+        frame, moved, lost = _carry_events(frame, table, keep)
+    asset_ids = pd.factorize(frame[table.asset_column])[0]
+    new = np.r_[True, ids[1:] != ids[:-1]] | np.r_[True, ~keep[:-1]]
+    if period is not None:
+        new[1:] |= np.diff(ticks) > (max_gap + 1) * period
+    new &= keep
+    frame = frame[keep].reset_index(drop=True)
+    new, asset_ids = new[keep], asset_ids[keep]
+    seg = np.cumsum(new) - 1
+    asset_first = np.maximum.accumulate(
+        np.where(np.r_[True, asset_ids[1:] != asset_ids[:-1]], np.arange(len(seg)), 0)
+    )
+    frame[seg_name] = (seg - seg[asset_first]).astype(np.int32)
+    dropped = int((~keep).sum())
+    total = sum(counts.values())
+    report.add(
+        "fill",
+        {
+            "filled": total,
+            "filled_by_column": {c: n for c, n in counts.items() if n},
+            "mask_columns": len(masks),
+            "rows_dropped": dropped,
+            "segments": int(new.sum()),
+            "events_moved": moved,
+            "events_lost": lost,
+        },
+        f"{method} filled {total} values (max_gap {opts['max_gap']}; {_fmt_counts(counts)}); "
+        f"dropped {dropped} rows still missing; {int(new.sum())} segments; "
+        f"{moved} events moved off dropped rows" + (f", {lost} lost" if lost else ""),
+    )
+    return frame, table.replace(frame=frame, segment_column=seg_name)
+
+
+def _carry_events(frame: pd.DataFrame, table: SensorTable, keep: np.ndarray):
+    """Move failure / maintenance events on rows about to be dropped to the next kept row."""
+    asset_ids = pd.factorize(frame[table.asset_column])[0]
+    first, last = _run_bounds(asset_ids)
+    prev, nxt = _prev_next(keep, first, last)
+    moved = lost = 0
+    for col in (table.failure_column, table.maintenance_column):
+        if col is None:
+            continue
+        ev = frame[col].to_numpy(dtype=np.float64, na_value=0.0) > 0
+        rows = np.flatnonzero(ev & ~keep)
+        if not len(rows):
+            continue
+        target = np.where(nxt[rows] >= 0, nxt[rows], prev[rows])
+        lost += int((target < 0).sum())
+        moved += int((target >= 0).sum())
+        values = frame[col].to_numpy().copy()
+        values[target[target >= 0]] = 1
+        frame[col] = values
+    if lost:
+        log.warning("%d failure/maintenance events were on assets with no row left", lost)
+    return frame, moved, lost
+
+
+def _drop_constant(frame, table: SensorTable, opts: dict, report: CleaningReport):
+    """Drop sensors whose most frequent value covers >= dominant_fraction of their values."""
+    frac = float(opts["dominant_fraction"])
+    sensors = [c for c in table.sensor_columns if not c.endswith(MASK_SUFFIX)]
+    drop = []
+    for col in sensors:
+        counts = frame[col].value_counts(dropna=True)
+        if not len(counts) or counts.iloc[0] >= frac * counts.sum():
+            drop.append(col)
+    if len(drop) == len(sensors):
+        raise DataError(
+            f"{table.name}: every sensor is constant or nearly (one value covers >= {frac} of "
+            f"the rows): {', '.join(drop)}; raise data.cleaning.drop_constant.dominant_fraction "
+            "or disable data.cleaning.drop_constant"
+        )
+    gone = drop + [c + MASK_SUFFIX for c in drop if c + MASK_SUFFIX in frame.columns]
+    frame = frame.drop(columns=gone)
+    kept = [c for c in table.sensor_columns if c not in gone]
+    report.add(
+        "drop_constant",
+        {"dropped": len(drop), "columns": drop},
+        f"dropped {len(drop)} near-constant sensors" + (f": {', '.join(drop)}" if drop else ""),
+    )
+    return frame, table.replace(frame=frame, sensor_columns=kept)
+
+
+_STEPS = {
+    "sort": _sort,
+    "non_finite": _non_finite,
+    "dedupe": _dedupe,
+    "clip": _clip,
+    "despike": _despike,
+}

@@ -1,0 +1,246 @@
+"""source ─► clean ─► conditions ─► targets ─► split ─► scale ─► windows.
+
+:class:`DataPipeline` runs the steps once and hands the result, a
+:class:`PreparedData`, to the data module. Everything learned from data
+(kept sensors, condition clusters, scaling statistics) is learned on the
+training split and reused unchanged for val, test and an official test set.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from plantml.data.cleaning import clean
+from plantml.data.conditions import OperatingConditions
+from plantml.data.scaling import Scaler
+from plantml.data.sources.base import Source, check_split
+from plantml.data.splits import SPLIT_CODES, split_rows
+from plantml.data.table import SensorTable
+from plantml.data.targets import row_targets
+from plantml.data.windows import WindowIndex, run_starts, window_ends
+from plantml.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PreparedData:
+    """Everything the data module serves, plus what export and reports need.
+
+    ``features`` is (rows, channels) float32, scaled, ordered by asset, segment
+    and time; ``frame`` is the cleaned table in the same row order.
+    """
+
+    features: np.ndarray
+    frame: pd.DataFrame
+    table: SensorTable
+    feature_names: list[str]
+    condition_names: list[str]
+    asset_names: list
+    windows: dict[str, WindowIndex]
+    window_length: int
+    target_kind: str
+    conditions: OperatingConditions
+    scaler: Scaler
+    cleaning: dict = field(default_factory=dict)
+    fingerprint: str = ""
+
+    def summary(self) -> dict:
+        out = {
+            "rows": int(len(self.frame)),
+            "assets": len(self.asset_names),
+            "features": list(self.feature_names),
+            "conditions": list(self.condition_names),
+            "window_length": self.window_length,
+        }
+        for split, index in self.windows.items():
+            out[f"{split}_windows"] = len(index)
+            if self.target_kind != "rul" and len(index):
+                out[f"{split}_positive_fraction"] = float(np.mean(index.targets > 0.5))
+        return out
+
+
+def _options(cfg: Mapping | None, defaults: dict, where: str) -> dict:
+    cfg = dict(cfg or {})
+    unknown = sorted(set(cfg) - set(defaults))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {unknown} in data.{where}; valid keys: {', '.join(sorted(defaults))}"
+        )
+    return {**defaults, **cfg}
+
+
+class DataPipeline:
+    """Configured data steps (each argument is the matching ``data.*`` config block)."""
+
+    def __init__(
+        self,
+        source: Source,
+        cleaning: Mapping | None = None,
+        conditions: Mapping | None = None,
+        split: Mapping | None = None,
+        scaling: Mapping | None = None,
+        window: Mapping | None = None,
+        target: Mapping | None = None,
+        include_settings: bool = False,
+        seed: int = 0,
+    ):
+        self.source = source
+        self.cleaning = dict(cleaning or {})
+        self.conditions_cfg = _options(
+            conditions, {"column": None, "settings": None, "n_clusters": None}, "conditions"
+        )
+        self.split_cfg = _options(
+            split, {"method": "asset", "val_fraction": 0.15, "test_fraction": 0.15}, "split"
+        )
+        self.scaling_cfg = _options(scaling, {"method": "standard", "per_condition": False}, "scaling")
+        self.window_cfg = _options(
+            window,
+            {"length": 30, "stride": 1, "eval_stride": 1, "pad_short": False, "last_only": False},
+            "window",
+        )
+        self.target_cfg = _options(
+            target, {"kind": "rul", "horizon": None, "rul_cap": None}, "target"
+        )
+        self.include_settings = include_settings
+        self.seed = seed
+        self.fitted: PreparedData | None = None
+
+    @property
+    def length(self) -> int:
+        return int(self.window_cfg["length"])
+
+    def prepare(self) -> PreparedData:
+        """Read, clean and split the training data; fit conditions and scaling on train."""
+        raw = self.source.load("train")
+        table, report = clean(raw, self.cleaning)  # logs what each step changed
+        table = table.replace(frame=table.frame.reset_index(drop=True))
+        n_clusters = self.conditions_cfg["n_clusters"]
+        if n_clusters is None:
+            n_clusters = getattr(self.source, "n_conditions", 1)
+        codes_split = split_rows(table, seed=self.seed, **self.split_cfg)
+        train_rows = codes_split == SPLIT_CODES["train"]
+        conditions = OperatingConditions(
+            column=self.conditions_cfg["column"],
+            settings=self.conditions_cfg["settings"],
+            n_clusters=n_clusters,
+            seed=self.seed,
+        ).fit(table, train_rows)
+        feature_names = list(table.sensor_columns)
+        if self.include_settings:
+            feature_names += [c for c in table.setting_columns if c not in feature_names]
+        skip = [i for i, c in enumerate(feature_names) if c.endswith("__missing")]
+        scaler = Scaler(self.scaling_cfg["method"], self.scaling_cfg["per_condition"], skip=skip)
+        cond = conditions.assign(table)
+        raw_x = self._feature_matrix(table, feature_names)
+        scaler.fit(raw_x[train_rows], cond[train_rows], len(conditions.names))
+        assets = table.frame[table.asset_column].to_numpy()
+        asset_names, asset_codes = np.unique(assets.astype(str), return_inverse=True)
+        y = row_targets(table, **self.target_cfg)
+        keys = [asset_codes, codes_split]
+        if table.segment_column:
+            keys.append(table.frame[table.segment_column].to_numpy())
+        starts = run_starts(*keys)
+        windows = {}
+        for split, code in SPLIT_CODES.items():
+            stride = self.window_cfg["stride"] if split == "train" else self.window_cfg["eval_stride"]
+            ends = window_ends(starts, self.length, stride)
+            ends = ends[codes_split[ends] == code]
+            ends = ends[np.isfinite(y[ends])]
+            windows[split] = WindowIndex(
+                ends, y[ends].astype(np.float32), cond[ends], asset_codes[ends].astype(np.int64)
+            )
+        self._check_windows(table, windows, starts, codes_split)
+        self.fitted = PreparedData(
+            features=scaler.transform(raw_x, cond),
+            frame=table.frame,
+            table=table,
+            feature_names=feature_names,
+            condition_names=conditions.names,
+            asset_names=asset_names.tolist(),
+            windows=windows,
+            window_length=self.length,
+            target_kind=self.target_cfg["kind"],
+            conditions=conditions,
+            scaler=scaler,
+            cleaning=report.to_dict(),
+            fingerprint=self.source.fingerprint("train"),
+        )
+        return self.fitted
+
+    def prepare_official_test(self) -> PreparedData:
+        """The source's official test set, prepared with what was learned on train.
+
+        Scores the last window of each asset; histories shorter than the
+        window are edge-padded (the usual C-MAPSS protocol).
+        """
+        fitted = self.fitted or self.prepare()
+        cleaning = {**self.cleaning, "drop_constant": {"enabled": False}}
+        table, report = clean(self.source.load("test"), cleaning)
+        table = table.replace(frame=table.frame.reset_index(drop=True))
+        missing = [c for c in fitted.feature_names if c not in table.frame.columns]
+        if missing:
+            raise DataError(f"the test data lacks the training features {missing}")
+        cond = fitted.conditions.assign(table)
+        features = fitted.scaler.transform(self._feature_matrix(table, fitted.feature_names), cond)
+        assets = table.frame[table.asset_column].to_numpy().astype(str)
+        asset_names, asset_codes = np.unique(assets, return_inverse=True)
+        keys = [asset_codes]
+        if table.segment_column:
+            keys.append(table.frame[table.segment_column].to_numpy())
+        starts = run_starts(*keys)
+        last = np.flatnonzero(np.r_[asset_codes[1:] != asset_codes[:-1], True])
+        y = row_targets(table, **self.target_cfg)
+        index = WindowIndex(
+            last, y[last].astype(np.float32), cond[last], asset_codes[last].astype(np.int64),
+            starts=starts[last],
+        )
+        short = int(np.sum(last - starts[last] + 1 < self.length))
+        if short:
+            log.info("official test: %d of %d assets are shorter than the window: edge-padded", short, len(last))
+        return PreparedData(
+            features=features, frame=table.frame, table=table,
+            feature_names=fitted.feature_names, condition_names=fitted.condition_names,
+            asset_names=asset_names.tolist(), windows={"test": index},
+            window_length=self.length, target_kind=fitted.target_kind,
+            conditions=fitted.conditions, scaler=fitted.scaler, cleaning=report.to_dict(),
+            fingerprint=self.source.fingerprint("test"),
+        )
+
+    def _feature_matrix(self, table: SensorTable, names: list[str]) -> np.ndarray:
+        x = table.frame[names].to_numpy(np.float64)
+        bad = ~np.isfinite(x)
+        if bad.any():
+            col = int(np.argmax(bad.sum(0)))
+            rows = np.flatnonzero(bad[:, col])
+            asset = table.frame[table.asset_column].iloc[rows[0]]
+            raise DataError(
+                f"{int(bad.sum())} NaN/inf values remain in the features of {table.name} "
+                f"(most in {names[col]!r}: {len(rows)}, first on asset {asset!r}); "
+                "enable data.cleaning.fill (and non_finite), or widen data.cleaning.fill.max_gap"
+            )
+        return x
+
+    def _check_windows(self, table, windows, starts, codes_split) -> None:
+        if len(windows["train"]) and len(windows["val"]) or not self.split_cfg:
+            return
+        lengths = np.bincount(starts)[np.unique(starts)]
+        longest = int(lengths.max()) if len(lengths) else 0
+        for split in ("train", "val"):
+            if len(windows[split]) == 0 and (split == "train" or self.split_cfg["val_fraction"] > 0):
+                if self.length > longest:
+                    raise DataError(
+                        f"data.window.length={self.length} is longer than every asset's history "
+                        f"in {table.name} (the longest contiguous run is {longest} rows); "
+                        f"use data.window.length <= {longest}"
+                    )
+                raise DataError(
+                    f"no {split} windows: the {split} assets have no window of "
+                    f"{self.length} rows with a known target; shorten data.window.length, "
+                    "change data.target.horizon or the split fractions"
+                )

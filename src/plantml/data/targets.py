@@ -1,0 +1,87 @@
+"""Per-row targets: remaining useful life, failure within a horizon, anomaly flag.
+
+RUL is counted within an asset's *life*: a life starts at the asset's first
+row or at a maintenance event and ends at the next failure or maintenance.
+A life that ends in failure gives every row its time to that failure; a life
+cut short by maintenance or by the end of the record is censored (RUL
+unknown). "Failure within ``horizon``" is 1 when the life's failure is at
+most ``horizon`` time units ahead, 0 when the record shows the asset kept
+running for at least ``horizon`` more without failure, and unknown (NaN,
+left out of training and scoring) otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from plantml.data.table import SensorTable
+from plantml.errors import ConfigError, DataError
+
+KINDS = ("rul", "failure", "anomaly")
+
+
+def life_ids(table: SensorTable) -> np.ndarray:
+    """Integer id of the life each row belongs to (unique across assets)."""
+    frame = table.frame
+    asset = frame[table.asset_column].to_numpy()
+    new_asset = np.r_[True, asset[1:] != asset[:-1]]
+    starts = new_asset.copy()
+    if table.maintenance_column:
+        starts |= frame[table.maintenance_column].to_numpy() > 0
+    if table.failure_column:
+        failed = frame[table.failure_column].to_numpy() > 0
+        starts[1:] |= failed[:-1] & ~new_asset[1:]  # a row after a failure starts a new life
+    return np.cumsum(starts) - 1
+
+
+def remaining_life(table: SensorTable) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: (time to this life's failure or NaN if censored, time observed until life end)."""
+    frame = table.frame
+    t = table.durations(frame[table.time_column])
+    life = life_ids(table)
+    end_time = pd.Series(t).groupby(life).transform("max").to_numpy()
+    observed = end_time - t
+    if table.rul_column:
+        return frame[table.rul_column].to_numpy(np.float64), observed
+    rul = np.full(len(frame), np.nan)
+    if table.failure_column:
+        failed = frame[table.failure_column].to_numpy() > 0
+        fail_time = pd.Series(np.where(failed, t, np.nan)).groupby(life).transform("max").to_numpy()
+        known = ~np.isnan(fail_time) & (t <= fail_time)
+        rul[known] = fail_time[known] - t[known]
+    return rul, observed
+
+
+def row_targets(
+    table: SensorTable,
+    kind: str,
+    horizon: float | None = None,
+    rul_cap: float | None = None,
+) -> np.ndarray:
+    """Target per row (float64, NaN where unknown) for ``kind`` in rul / failure / anomaly."""
+    if kind not in KINDS:
+        raise ConfigError(f"unknown data.target.kind {kind!r}; use one of {', '.join(KINDS)}")
+    if kind == "anomaly":
+        if not table.anomaly_column:
+            raise DataError(
+                f"{table.name} has no anomaly label column; set data.label_column "
+                "(with data.label_kind=anomaly) or choose another task"
+            )
+        return table.frame[table.anomaly_column].to_numpy(np.float64)
+    if not (table.failure_column or table.rul_column):
+        raise DataError(
+            f"{table.name} has neither a failure event column nor a RUL column, so there is "
+            f"nothing to learn for target '{kind}'; set data.label_column (and data.label_kind)"
+        )
+    rul, observed = remaining_life(table)
+    if kind == "rul":
+        if rul_cap is not None:
+            rul = np.minimum(rul, float(rul_cap))
+        return rul
+    if horizon is None or horizon <= 0:
+        raise ConfigError(f"data.target.horizon must be a positive duration, got {horizon}")
+    label = np.full(len(rul), np.nan)
+    label[observed >= horizon] = 0.0
+    label[rul <= horizon] = 1.0
+    return label

@@ -1,0 +1,130 @@
+"""Windows over one contiguous feature array, never materialized.
+
+All rows live in one ``(rows, channels)`` float32 array, ordered by asset,
+segment and time. A window is named by the row index of its last step
+(its *end*); a batch is gathered from a strided view of that array, so
+memory stays the size of the table whatever the window length.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from numpy.lib.stride_tricks import sliding_window_view
+
+from plantml.errors import ConfigError
+
+
+def run_starts(*keys: np.ndarray) -> np.ndarray:
+    """For each row, the index of the first row of its run of equal ``keys``.
+
+    Rows must already be grouped (sorted) so that each run is contiguous.
+    """
+    n = len(keys[0])
+    change = np.zeros(n, dtype=bool)
+    change[0] = True
+    for key in keys:
+        change[1:] |= key[1:] != key[:-1]
+    return np.maximum.accumulate(np.where(change, np.arange(n), 0))
+
+
+def window_ends(run_start: np.ndarray, length: int, stride: int = 1) -> np.ndarray:
+    """Row indices that end a full window of ``length`` rows inside one run.
+
+    ``stride`` keeps every stride-th end counted back from each run's last row
+    (so the most recent window of every run is always kept).
+    """
+    if length < 1 or stride < 1:
+        raise ConfigError(f"data.window.length and stride must be >= 1, got {length} and {stride}")
+    rows = np.arange(len(run_start))
+    full = rows - run_start + 1 >= length
+    if stride > 1:
+        run_end = np.r_[run_start[1:] != run_start[:-1], True]
+        last = np.minimum.accumulate(np.where(run_end, rows, len(rows))[::-1])[::-1]
+        full &= (last - rows) % stride == 0
+    return rows[full]
+
+
+@dataclass
+class WindowIndex:
+    """The windows of one split: each window's end row and its labels.
+
+    Attributes:
+        ends: row index of each window's last step, (windows,) int64.
+        targets: target per window, (windows,) float32.
+        conditions: operating-condition code per window, (windows,) int64.
+        assets: asset code per window, (windows,) int64.
+        starts: first row allowed for each window (its run's start); only
+            used when short histories are padded.
+    """
+
+    ends: np.ndarray
+    targets: np.ndarray
+    conditions: np.ndarray
+    assets: np.ndarray
+    starts: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def subset(self, keep: np.ndarray) -> WindowIndex:
+        return WindowIndex(
+            self.ends[keep],
+            self.targets[keep],
+            self.conditions[keep],
+            self.assets[keep],
+            None if self.starts is None else self.starts[keep],
+        )
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """Windows of ``length`` rows gathered from ``features`` by ``index``.
+
+    ``dataset[i]`` gives one window; ``dataset[array_of_i]`` gives a whole
+    batch in one gather, which is how :class:`~plantml.data.sampling.WindowBatchSampler`
+    feeds it. Items are dicts: ``x`` (batch, time, channels) float32, ``y``
+    (batch,), ``condition`` (batch,), ``asset`` (batch,).
+    """
+
+    def __init__(self, features: np.ndarray, index: WindowIndex, length: int):
+        if features.dtype != np.float32 or not features.flags["C_CONTIGUOUS"]:
+            features = np.ascontiguousarray(features, dtype=np.float32)
+        self.features = features
+        self.index = index
+        self.length = length
+        self.padded = index.starts is not None
+        # (rows - length + 1, length, channels) view: windows[s] is rows s .. s+length-1.
+        self._windows = (
+            sliding_window_view(features, (length, features.shape[1]))[:, 0]
+            if len(features) >= length
+            else None
+        )
+        self._offsets = np.arange(-length + 1, 1)
+        self._starts = index.ends - length + 1
+        self._y = torch.from_numpy(index.targets.astype(np.float32))
+        self._cond = torch.from_numpy(index.conditions.astype(np.int64))
+        self._asset = torch.from_numpy(index.assets.astype(np.int64))
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def gather(self, idx: np.ndarray) -> np.ndarray:
+        """Windows ``idx`` as one (batch, time, channels) array (a copy of just those rows)."""
+        if self.padded:
+            # Short histories: repeat the run's first row in front (edge padding).
+            rows = self.index.ends[idx][:, None] + self._offsets
+            rows = np.maximum(rows, self.index.starts[idx][:, None])
+            return self.features[rows]
+        return self._windows[self._starts[idx]]
+
+    def __getitem__(self, idx):
+        single = np.isscalar(idx) or (isinstance(idx, np.ndarray) and idx.ndim == 0)
+        idx = np.atleast_1d(np.asarray(idx, dtype=np.int64))
+        x = torch.from_numpy(self.gather(idx))
+        t = torch.from_numpy(idx)
+        batch = {"x": x, "y": self._y[t], "condition": self._cond[t], "asset": self._asset[t]}
+        if single:
+            return {k: v[0] for k, v in batch.items()}
+        return batch

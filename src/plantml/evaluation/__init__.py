@@ -1,0 +1,1 @@
+"""Metrics overall and per operating condition, and readable result tables."""

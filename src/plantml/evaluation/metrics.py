@@ -1,0 +1,116 @@
+"""Metrics for RUL regression and failure classification, overall and per condition.
+
+All functions take 1-D tensors of equal length (predictions, targets) and
+return plain floats (``None`` where a metric is undefined, e.g. AUROC with
+one class), ready for ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torchmetrics.functional.classification import (
+    binary_auroc,
+    binary_average_precision,
+    binary_precision_recall_curve,
+    binary_stat_scores,
+)
+from torchmetrics.functional.regression import mean_absolute_error, mean_squared_error
+
+
+def phm08_score(pred: torch.Tensor, target: torch.Tensor) -> float:
+    """PHM08 challenge score: sum of exp(-d/13) - 1 (early) and exp(d/10) - 1 (late), d = pred - true.
+
+    Late predictions cost more than early ones. Lower is better.
+    """
+    d = (pred - target).double()
+    return float(torch.where(d < 0, torch.exp(-d / 13) - 1, torch.exp(d / 10) - 1).sum())
+
+
+def regression_metrics(pred: torch.Tensor, target: torch.Tensor) -> dict:
+    """RMSE, MAE, bias (mean of pred - true; > 0 is late), PHM08 score, count."""
+    if len(target) == 0:
+        return {"n": 0}
+    return {
+        "rmse": float(mean_squared_error(pred, target, squared=False)),
+        "mae": float(mean_absolute_error(pred, target)),
+        "bias": float((pred - target).mean()),
+        "score": phm08_score(pred, target),
+        "n": len(target),
+    }
+
+
+def best_f1_threshold(prob: torch.Tensor, target: torch.Tensor) -> float:
+    """Probability threshold with the highest F1 (0.5 if there are no positives)."""
+    target = target.long()
+    if target.sum() == 0 or target.sum() == len(target):
+        return 0.5
+    precision, recall, thresholds = binary_precision_recall_curve(prob, target)
+    f1 = 2 * precision * recall / (precision + recall).clamp_min(1e-12)
+    best = int(torch.argmax(f1[:-1]))  # the last point has no threshold
+    return float(thresholds[best])
+
+
+def classification_metrics(prob: torch.Tensor, target: torch.Tensor, threshold: float) -> dict:
+    """Precision, recall, F1 at ``threshold``; AUROC, AUPRC; false alarms per 1000 windows."""
+    n = len(target)
+    if n == 0:
+        return {"n": 0}
+    target = target.long()
+    tp, fp, tn, fn, _ = (int(v) for v in binary_stat_scores(prob, target, threshold=threshold))
+    precision = tp / (tp + fp) if tp + fp else None
+    recall = tp / (tp + fn) if tp + fn else None
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None
+    both = 0 < int(target.sum()) < n
+    return {
+        "precision": precision,
+        "recall": recall,
+        "f1": f1,
+        "auroc": float(binary_auroc(prob, target)) if both else None,
+        "auprc": float(binary_average_precision(prob, target)) if both else None,
+        "false_alarms_per_1000": 1000.0 * fp / n,
+        "threshold": threshold,
+        "tp": tp,
+        "fp": fp,
+        "tn": tn,
+        "fn": fn,
+        "positives": tp + fn,
+        "n": n,
+    }
+
+
+def evaluate(
+    kind: str,
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    conditions: torch.Tensor,
+    condition_names: list[str],
+    threshold: float = 0.5,
+) -> dict:
+    """``{"overall": {...}, "by_condition": {name: {...}}}`` for ``kind`` rul or failure.
+
+    ``pred`` is the RUL estimate or the failure probability.
+    """
+    def one(mask: torch.Tensor | None) -> dict:
+        p, t = (pred, target) if mask is None else (pred[mask], target[mask])
+        if kind == "rul":
+            return regression_metrics(p, t)
+        return classification_metrics(p, t, threshold)
+
+    by_condition = {}
+    for code in torch.unique(conditions).tolist():
+        name = condition_names[code] if 0 <= code < len(condition_names) else "unseen"
+        by_condition[name] = one(conditions == code)
+    return {"overall": one(None), "by_condition": by_condition}
+
+
+def clean_json(value):
+    """Replace NaN / inf with None so the result is valid JSON."""
+    if isinstance(value, dict):
+        return {k: clean_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean_json(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,132 @@
+"""``train(cfg)``: what ``plantml-train`` runs, also callable from Python and sweeps."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig, OmegaConf
+
+from plantml.builders import build_datamodule, build_list, build_task
+from plantml.evaluation.metrics import clean_json
+from plantml.evaluation.report import print_results
+from plantml.lineage import lineage
+
+log = logging.getLogger(__name__)
+
+
+class ThroughputMonitor(Callback):
+    """Training windows per second, over the whole fit (the first batches excluded)."""
+
+    def __init__(self, warmup_batches: int = 5):
+        self.warmup = warmup_batches
+        self.windows = 0
+        self.seconds = 0.0
+        self._seen = 0
+        self._t0: float | None = None
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        self._t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self._seen += 1
+        if self._t0 is not None and self._seen > self.warmup:
+            self.seconds += time.perf_counter() - self._t0
+            self.windows += len(batch["y"])
+
+    @property
+    def windows_per_second(self) -> float | None:
+        return self.windows / self.seconds if self.seconds > 0 else None
+
+
+class RunInfo(Callback):
+    """Stores the resolved config and the data state in every checkpoint."""
+
+    def __init__(self, config: dict, data_state: dict):
+        self.config = config
+        self.data_state = data_state
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
+        checkpoint["plantml"] = {"config": self.config, "data": self.data_state}
+
+
+def flatten_results(results: dict[str, dict]) -> dict:
+    """``{"val": {"overall": .., "by_condition": ..}}`` → metrics.json layout."""
+    flat: dict = {}
+    by_condition: dict = {}
+    for split, result in results.items():
+        for name, value in result["overall"].items():
+            flat[f"{split}/{name}"] = value
+        by_condition[split] = result["by_condition"]
+    flat["by_condition"] = by_condition
+    return flat
+
+
+@rank_zero_only
+def write_json(path: Path, payload: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(clean_json(payload), indent=2, default=str) + "\n")
+
+
+def _checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
+    return next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
+
+
+def train(cfg: DictConfig) -> dict:
+    """Train, pick the best checkpoint, score it; returns the metrics written to metrics.json."""
+    output_dir = Path(cfg.paths.output_dir)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    datamodule = build_datamodule(cfg)
+    datamodule.setup("fit")
+    task = build_task(cfg, datamodule)
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    info = lineage(cfg.seed, datamodule.data.fingerprint, datamodule.data.summary())
+    info["cleaning"] = datamodule.data.cleaning
+    callbacks = build_list(cfg.get("callbacks"), "callback")
+    callbacks.append(RunInfo(resolved, datamodule.state()))
+    loggers = build_list(cfg.get("logger"), "logger")
+    trainer: L.Trainer = _instantiate_trainer(cfg, callbacks, loggers)
+    if trainer.is_global_zero:
+        output_dir.mkdir(parents=True, exist_ok=True)
+        OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
+        write_json(output_dir / "lineage.json", info)
+    for logger in loggers:
+        logger.log_hyperparams({**resolved, "lineage": info})
+    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    if trainer.interrupted:
+        log.warning("training interrupted; resume with ckpt_path=%s", output_dir / "checkpoints/last.ckpt")
+    checkpoint = _checkpoint_callback(trainer)
+    best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
+    task.results = {}
+    if cfg.get("evaluate", True):
+        trainer.validate(task, datamodule=datamodule, ckpt_path=best, verbose=False)
+        # held-out test assets (sources with an official test set score it with plantml-eval)
+        if len(datamodule.data.windows["test"]) and not datamodule.pipeline.source.has_official_test:
+            datamodule.eval_split = task.test_prefix = "test"
+            trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)
+    metrics = flatten_results(task.results)
+    throughput = next((c for c in callbacks if isinstance(c, ThroughputMonitor)), None)
+    if throughput and throughput.windows_per_second:
+        metrics["train/windows_per_second"] = throughput.windows_per_second
+    metrics["epochs"] = trainer.current_epoch
+    metrics["best_checkpoint"] = best
+    if trainer.is_global_zero:
+        write_json(output_dir / "metrics.json", metrics)
+        print_results(metrics, title=f"{cfg.get('run_name', 'run')}: results", output_dir=output_dir)
+        for logger in loggers:
+            if hasattr(logger, "finish_run"):
+                logger.finish_run(metrics, best)
+    return metrics
+
+
+def _instantiate_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
+    from plantml.builders import _instantiate
+
+    torch.set_float32_matmul_precision("high")
+    return _instantiate(cfg.trainer, "the trainer (trainer=...)", callbacks=callbacks, logger=loggers or False)

@@ -229,8 +229,9 @@ def test_bounded_ffill_fills_short_gap_drops_long_one_and_splits_segments():
     assert out.segment_column == "segment"
     assert f["segment"].dtype == np.int32
     assert f["segment"].tolist() == [0, 0, 0, 0, 1, 1, 0, 0]
-    # the failure on dropped row 5 moves to the next kept row of the asset (time 7)
-    assert f["failure"].tolist() == [0, 0, 0, 0, 1, 0, 0, 0]
+    # the failure on dropped row 5 moves back to the last kept row before it (time 3),
+    # the last observation of the failing life
+    assert f["failure"].tolist() == [0, 0, 0, 1, 0, 0, 0, 0]
     counts = report.steps["fill"]
     assert counts["filled"] == 2 and counts["filled_by_column"] == {"s1": 2}
     assert counts["rows_dropped"] == 3 and counts["segments"] == 3
@@ -264,6 +265,21 @@ def test_interpolate_is_linear_in_time():
     # interior gap linear in time; the trailing gap (no value after it) is carried forward
     assert out.frame["s1"].tolist() == [0.0, 2.0, 6.0, 8.0, 8.0]
     assert report.steps["fill"]["filled"] == 3
+
+
+def test_fill_carries_settings_and_condition_forward():
+    frame = {
+        "asset": "a",
+        "time": [0, 1, 2, 3],
+        "s1": [1.0, 2.0, 3.0, 4.0],
+        "load": [0.5, nan, 0.7, nan],
+        "regime": ["lo", None, "hi", "hi"],
+    }
+    t = table(frame, setting_columns=["load"], condition_column="regime")
+    out, report = clean(t, only(fill={"method": "interpolate"}))
+    assert out.frame["load"].tolist() == [0.5, 0.6, 0.7, 0.7]
+    assert out.frame["regime"].tolist() == ["lo", "lo", "hi", "hi"]
+    assert report.steps["fill"]["filled_by_column"] == {"load": 2, "regime": 1}
 
 
 def test_fill_after_align_splits_at_offline_gap():

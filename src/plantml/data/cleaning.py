@@ -24,9 +24,10 @@ Eight steps run in this order, each configured under ``data.cleaning.<step>``
   tolerance. Events (failure, maintenance, anomaly): max over the bin.
 - ``fill`` (``ffill | interpolate | none``) fills a run of missing values only
   if it is at most ``max_gap`` rows long (null: no limit), within one asset;
-  ``interpolate`` is linear in time and carries a trailing gap forward. Rows
-  still missing a sensor or setting value are dropped (their failure /
-  maintenance events move to the next kept row of the asset) and an int32
+  ``interpolate`` is linear in time and carries a trailing gap forward; the
+  same applies to settings and the condition column (forward only). Rows
+  still missing a sensor, setting or condition value are dropped (their failure /
+  maintenance events move to the next kept row of the asset, failures to the previous one) and an int32
   ``segment`` column numbers the contiguous runs left per asset.
 - ``drop_constant`` drops sensors whose most frequent value covers at least
   ``dominant_fraction`` of their values.
@@ -513,9 +514,9 @@ def _fill(frame, table: SensorTable, opts: dict, period, report: CleaningReport)
     ticks = _ticks(frame[table.time_column]).astype(np.float64)
     sensors = list(table.sensor_columns)
     masks, counts = {}, {}
-    for col in sensors + table.setting_columns:
-        x = frame[col].to_numpy(dtype=np.float64, na_value=np.nan)
-        nan = np.isnan(x)
+    filled_cols = sensors + table.setting_columns + [c for c in [table.condition_column] if c]
+    for col in filled_cols:
+        nan = frame[col].isna().to_numpy()
         if not nan.any():
             continue
         if opts["mask"] and col in sensors:
@@ -524,30 +525,29 @@ def _fill(frame, table: SensorTable, opts: dict, period, report: CleaningReport)
         run_start = np.r_[True, ~nan[:-1] | (ids[1:] != ids[:-1])] & nan
         run_id = np.cumsum(run_start) - 1
         run_len = np.bincount(run_id[nan], minlength=int(run_start.sum()))
-        ok = np.zeros(len(x), dtype=bool)
-        ok[nan] = (run_len[run_id[nan]] <= max_gap) & (prev[nan] >= 0)
-        if method == "none":
-            ok[:] = False
-        filled = x.copy()
-        filled[ok] = x[prev[ok]]
-        if method == "interpolate":
+        ok = np.zeros(len(nan), dtype=bool)
+        ok[nan] = (run_len[run_id[nan]] <= max_gap) & (prev[nan] >= 0) & (method != "none")
+        counts[col] = int(ok.sum())
+        if not counts[col]:
+            continue
+        filled = frame[col].take(np.where(ok, prev, np.arange(len(ok))))  # any dtype
+        frame[col] = filled.set_axis(frame.index)
+        if method == "interpolate" and pd.api.types.is_numeric_dtype(frame[col]):
+            x = frame[col].to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
             mid = ok & (nxt >= 0)
             tp, tn = ticks[prev[mid]], ticks[nxt[mid]]
-            w = (ticks[mid] - tp) / (tn - tp)
-            filled[mid] = x[prev[mid]] + w * (x[nxt[mid]] - x[prev[mid]])
-        counts[col] = int(ok.sum())
-        if counts[col]:
-            dtype = frame[col].dtype if pd.api.types.is_float_dtype(frame[col]) else np.float64
-            frame[col] = filled.astype(dtype)
+            x[mid] = x[prev[mid]] + (ticks[mid] - tp) / (tn - tp) * (x[nxt[mid]] - x[prev[mid]])
+            frame[col] = x.astype(frame[col].dtype if frame[col].dtype.kind == "f" else np.float64)
     if masks:
         frame = pd.concat([frame, pd.DataFrame(masks, index=frame.index)], axis=1)
         if opts["mask_as_feature"]:
             table = table.replace(frame=frame, sensor_columns=sensors + list(masks))
-    keep = frame[sensors + table.setting_columns].notna().all(axis=1).to_numpy()
+    keep = frame[filled_cols].notna().all(axis=1).to_numpy()
     if not keep.any():
-        worst = frame[sensors].isna().sum().sort_values(ascending=False).head(5)
+        worst = frame[filled_cols].isna().sum().sort_values(ascending=False).head(5)
         raise DataError(
-            f"{table.name}: every row still misses a sensor value after filling (most missing: "
+            f"{table.name}: every row still misses a sensor, setting or condition value after "
+            f"filling (most missing: "
             f"{worst.to_dict()}); raise data.cleaning.fill.max_gap, bound fewer values "
             "(clip/despike), or drop those sensors"
         )
@@ -587,19 +587,25 @@ def _fill(frame, table: SensorTable, opts: dict, period, report: CleaningReport)
 
 
 def _carry_events(frame: pd.DataFrame, table: SensorTable, keep: np.ndarray):
-    """Move failure / maintenance events on rows about to be dropped to the next kept row."""
+    """Move events off rows about to be dropped, keeping them in the right life.
+
+    A failure moves to the last kept row before it (the last observation of
+    the failing life); a maintenance to the first kept row after it (the
+    first of the new life). Either falls back to the other side.
+    """
     asset_ids = pd.factorize(frame[table.asset_column])[0]
     first, last = _run_bounds(asset_ids)
     prev, nxt = _prev_next(keep, first, last)
     moved = lost = 0
-    for col in (table.failure_column, table.maintenance_column):
+    for col, backwards in ((table.failure_column, True), (table.maintenance_column, False)):
         if col is None:
             continue
         ev = frame[col].to_numpy(dtype=np.float64, na_value=0.0) > 0
         rows = np.flatnonzero(ev & ~keep)
         if not len(rows):
             continue
-        target = np.where(nxt[rows] >= 0, nxt[rows], prev[rows])
+        first_choice, fallback = (prev, nxt) if backwards else (nxt, prev)
+        target = np.where(first_choice[rows] >= 0, first_choice[rows], fallback[rows])
         lost += int((target < 0).sum())
         moved += int((target >= 0).sum())
         values = frame[col].to_numpy().copy()

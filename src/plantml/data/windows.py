@@ -103,9 +103,9 @@ class WindowDataset(torch.utils.data.Dataset):
         )
         self._offsets = np.arange(-length + 1, 1)
         self._starts = index.ends - length + 1
-        self._y = torch.from_numpy(index.targets.astype(np.float32))
-        self._cond = torch.from_numpy(index.conditions.astype(np.int64))
-        self._asset = torch.from_numpy(index.assets.astype(np.int64))
+        self._y = index.targets.astype(np.float32)
+        self._cond = index.conditions.astype(np.int64)
+        self._asset = index.assets.astype(np.int64)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -120,11 +120,17 @@ class WindowDataset(torch.utils.data.Dataset):
         return self._windows[self._starts[idx]]
 
     def __getitem__(self, idx):
-        single = np.isscalar(idx) or (isinstance(idx, np.ndarray) and idx.ndim == 0)
-        idx = np.atleast_1d(np.asarray(idx, dtype=np.int64))
-        x = torch.from_numpy(self.gather(idx))
-        t = torch.from_numpy(idx)
-        batch = {"x": x, "y": self._y[t], "condition": self._cond[t], "asset": self._asset[t]}
+        if not isinstance(idx, np.ndarray) or idx.ndim != 1:
+            single = np.ndim(idx) == 0
+            idx = np.atleast_1d(np.asarray(idx, dtype=np.int64))
+        else:
+            single = False
+        batch = {
+            "x": torch.from_numpy(self.gather(idx)),
+            "y": torch.from_numpy(self._y.take(idx)),
+            "condition": torch.from_numpy(self._cond.take(idx)),
+            "asset": torch.from_numpy(self._asset.take(idx)),
+        }
         if single:
             return {k: v[0] for k, v in batch.items()}
         return batch

@@ -1,0 +1,82 @@
+import numpy as np
+import pytest
+import torch
+
+from plantml.data.windows import WindowDataset, WindowIndex, run_starts, window_ends
+from plantml.errors import ConfigError
+
+
+def naive_windows(x, assets, length):
+    """Reference: loop over assets, cut every full window, in row order."""
+    out, ends = [], []
+    for a in np.unique(assets):
+        rows = np.flatnonzero(assets == a)
+        for end in rows[length - 1 :]:
+            out.append(x[end - length + 1 : end + 1])
+            ends.append(end)
+    return np.array(out), np.array(ends)
+
+
+def test_windows_equal_naive_reference():
+    rng = np.random.default_rng(0)
+    assets = np.repeat([0, 1, 2, 3], [7, 12, 3, 20])
+    x = rng.normal(size=(len(assets), 4)).astype(np.float32)
+    length = 5
+    ends = window_ends(run_starts(assets), length)
+    ref, ref_ends = naive_windows(x, assets, length)
+    np.testing.assert_array_equal(ends, ref_ends)
+    index = WindowIndex(ends, np.zeros(len(ends), np.float32), np.zeros(len(ends), np.int64), assets[ends])
+    ds = WindowDataset(x, index, length)
+    batch = ds[np.arange(len(ds))]
+    np.testing.assert_array_equal(batch["x"].numpy(), ref)
+    assert batch["x"].shape == (len(ref), length, 4)
+    # shuffled gather gives the same windows
+    perm = rng.permutation(len(ds))
+    np.testing.assert_array_equal(ds[perm]["x"].numpy(), ref[perm])
+    # single item
+    np.testing.assert_array_equal(ds[3]["x"].numpy(), ref[3])
+    assert ds[3]["x"].shape == (length, 4)
+
+
+def test_no_window_crosses_an_asset_or_a_short_asset():
+    assets = np.repeat([0, 1], [3, 10])  # asset 0 shorter than the window
+    ends = window_ends(run_starts(assets), 4)
+    assert ends.min() >= 3 + 3  # first full window of asset 1 ends at its 4th row
+    assert len(ends) == 10 - 4 + 1
+
+
+def test_stride_keeps_the_last_window_of_each_run():
+    assets = np.repeat([0, 1], [10, 9])
+    ends = window_ends(run_starts(assets), 3, stride=4)
+    assert 9 in ends and 18 in ends
+    assert set(np.diff(ends[ends < 10])) == {4}
+
+
+def test_runs_break_on_any_key():
+    a = np.array([0, 0, 0, 0, 1, 1])
+    seg = np.array([0, 0, 1, 1, 0, 0])
+    np.testing.assert_array_equal(run_starts(a, seg), [0, 0, 2, 2, 4, 4])
+
+
+def test_padding_repeats_the_first_row():
+    x = np.arange(10, dtype=np.float32).reshape(5, 2)
+    index = WindowIndex(np.array([1]), np.zeros(1, np.float32), np.zeros(1, np.int64), np.zeros(1, np.int64), starts=np.array([0]))
+    win = WindowDataset(x, index, 4)[np.array([0])]["x"][0].numpy()
+    np.testing.assert_array_equal(win[:, 0], [0, 0, 0, 2])
+
+
+def test_gather_memory_does_not_grow_with_window_length():
+    x = np.zeros((10_000, 8), np.float32)
+    for length in (10, 1000):
+        ends = window_ends(np.zeros(len(x), np.int64), length)
+        index = WindowIndex(ends, np.zeros(len(ends), np.float32), np.zeros(len(ends), np.int64), np.zeros(len(ends), np.int64))
+        ds = WindowDataset(x, index, length)
+        # the dataset holds views of the table, not copies of windows
+        assert np.shares_memory(ds._windows, x)
+        assert ds[np.arange(4)]["x"].shape == (4, length, 8)
+        assert isinstance(ds[np.arange(4)]["y"], torch.Tensor)
+
+
+def test_bad_window_length():
+    with pytest.raises(ConfigError, match="length"):
+        window_ends(np.zeros(5, np.int64), 0)

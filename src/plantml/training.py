@@ -48,12 +48,13 @@ class ThroughputMonitor(Callback):
 class RunInfo(Callback):
     """Stores the resolved config and the data state in every checkpoint."""
 
-    def __init__(self, config: dict, data_state: dict):
+    def __init__(self, config: dict, raw_config: dict, data_state: dict):
         self.config = config
+        self.raw_config = raw_config
         self.data_state = data_state
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-        checkpoint["plantml"] = {"config": self.config, "data": self.data_state}
+        checkpoint["plantml"] = {"config": self.config, "raw_config": self.raw_config, "data": self.data_state}
 
 
 def flatten_results(results: dict[str, dict]) -> dict:
@@ -89,7 +90,8 @@ def train(cfg: DictConfig) -> dict:
     info = lineage(cfg.seed, datamodule.data.fingerprint, datamodule.data.summary())
     info["cleaning"] = datamodule.data.cleaning
     callbacks = build_list(cfg.get("callbacks"), "callback")
-    callbacks.append(RunInfo(resolved, datamodule.state()))
+    raw = OmegaConf.to_container(cfg, resolve=False)
+    callbacks.append(RunInfo(resolved, raw, datamodule.state()))
     loggers = build_list(cfg.get("logger"), "logger")
     trainer: L.Trainer = _instantiate_trainer(cfg, callbacks, loggers)
     if trainer.is_global_zero:

@@ -7,21 +7,25 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-ORDER = ("rmse", "mae", "score", "bias", "f1", "precision", "recall", "auroc", "auprc",
-         "false_alarms_per_1000", "threshold", "positives", "n")
+# metric → column heading, in display order
+COLUMNS = {
+    "rmse": "RMSE", "mae": "MAE", "score": "PHM08 score", "bias": "bias",
+    "f1": "F1", "precision": "precision", "recall": "recall", "auroc": "AUROC", "auprc": "AUPRC",
+    "false_alarms_per_1000": "false alarms /1000", "positives": "positives", "n": "windows",
+}
 
 
 def _fmt(value) -> str:
     if value is None:
         return "–"
     if isinstance(value, float):
-        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"
+        return f"{value:.3f}" if abs(value) < 1e4 else f"{value:.3e}"
     return str(value)
 
 
 def _metric_names(rows: list[dict]) -> list[str]:
     present = {k for row in rows for k in row}
-    return [m for m in ORDER if m in present]
+    return [m for m in COLUMNS if m in present]
 
 
 def results_tables(metrics: dict, title: str = "results") -> list[Table]:
@@ -33,7 +37,7 @@ def results_tables(metrics: dict, title: str = "results") -> list[Table]:
     table = Table(title=title, title_justify="left")
     table.add_column("split")
     for name in names:
-        table.add_column(name, justify="right")
+        table.add_column(COLUMNS[name], justify="right")
     for split in splits:
         table.add_row(split, *(_fmt(overall[split].get(n)) for n in names))
     tables.append(table)
@@ -44,7 +48,7 @@ def results_tables(metrics: dict, title: str = "results") -> list[Table]:
         table = Table(title=f"{split} by operating condition", title_justify="left")
         table.add_column("condition")
         for name in names:
-            table.add_column(name, justify="right")
+            table.add_column(COLUMNS[name], justify="right")
         for cond, row in by_cond.items():
             table.add_row(cond, *(_fmt(row.get(n)) for n in names))
         tables.append(table)
@@ -52,10 +56,13 @@ def results_tables(metrics: dict, title: str = "results") -> list[Table]:
 
 
 def print_results(metrics: dict, title: str = "results", output_dir: Path | None = None) -> None:
-    console = Console()
+    console = Console(width=max(Console().width, 120))
     for table in results_tables(metrics, title):
         console.print(table)
     extra = []
+    threshold = next((v for k, v in metrics.items() if k.endswith("/threshold")), None)
+    if threshold is not None:
+        extra.append(f"alarm threshold {threshold:.3f} (best F1 on validation)")
     if metrics.get("train/windows_per_second"):
         extra.append(f"training throughput {metrics['train/windows_per_second']:,.0f} windows/s")
     if output_dir is not None:

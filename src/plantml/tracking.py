@@ -27,6 +27,7 @@ class PlantWandbLogger(WandbLogger):
 
     def __init__(self, log_best_checkpoint: bool = True, **kwargs):
         super().__init__(log_model=False, **kwargs)
+        self._wandb_init.pop("anonymous", None)  # deprecated in wandb; it only prints a warning
         self.log_best_checkpoint = log_best_checkpoint
 
     def finish_run(self, metrics: dict, best_checkpoint: str | None) -> None:

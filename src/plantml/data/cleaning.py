@@ -249,7 +249,7 @@ def _sort(frame: pd.DataFrame, table: SensorTable, opts: dict, report: CleaningR
     if len(seen_again):
         row = int(change[seen_again[0]])
         raise DataError(
-            f"{table.name}: the rows of asset {frame[asset].iloc[row]!r} are not contiguous "
+            f"{table.name}: the rows of asset {frame[asset].iloc[row]} ({asset!r}) are not contiguous "
             f"(they appear again at row {row}); {fix}"
         )
     t = frame[time]
@@ -257,7 +257,7 @@ def _sort(frame: pd.DataFrame, table: SensorTable, opts: dict, report: CleaningR
     if len(back):
         row = int(back[0]) + 1
         raise DataError(
-            f"{table.name}: time is not increasing within asset {frame[asset].iloc[row]!r}: "
+            f"{table.name}: time is not increasing within asset {frame[asset].iloc[row]} ({asset!r}): "
             f"row {row} has {time}={t.iloc[row]} after {t.iloc[row - 1]} at row {row - 1}; {fix}"
         )
     report.add("sort", {"skipped": "disabled"}, "skipped (disabled); rows are in order")

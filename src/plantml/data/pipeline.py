@@ -83,7 +83,7 @@ class DataPipeline:
         source: Source,
         cleaning: Mapping | None = None,
         conditions: Mapping | None = None,
-        split: Mapping | None = None,
+        split_by: Mapping | None = None,
         scaling: Mapping | None = None,
         window: Mapping | None = None,
         target: Mapping | None = None,
@@ -96,7 +96,7 @@ class DataPipeline:
             conditions, {"column": None, "settings": None, "n_clusters": None}, "conditions"
         )
         self.split_cfg = _options(
-            split, {"method": "asset", "val_fraction": 0.15, "test_fraction": 0.15}, "split"
+            split_by, {"method": "asset", "val_fraction": 0.15, "test_fraction": 0.15}, "split_by"
         )
         self.scaling_cfg = _options(scaling, {"method": "standard", "per_condition": False}, "scaling")
         self.window_cfg = _options(

@@ -32,13 +32,13 @@ def split_rows(
     test; every asset can appear in each split, in disjoint time ranges.
     """
     if method not in METHODS:
-        raise ConfigError(f"unknown data.split.method {method!r}; use one of {', '.join(METHODS)}")
+        raise ConfigError(f"unknown data.split_by.method {method!r}; use one of {', '.join(METHODS)}")
     for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0 <= frac < 1:
-            raise ConfigError(f"data.split.{name} must be in [0, 1), got {frac}")
+            raise ConfigError(f"data.split_by.{name} must be in [0, 1), got {frac}")
     if val_fraction + test_fraction >= 1:
         raise ConfigError(
-            f"data.split.val_fraction + test_fraction = {val_fraction + test_fraction:.2f} "
+            f"data.split_by.val_fraction + test_fraction = {val_fraction + test_fraction:.2f} "
             "leaves nothing to train on; keep their sum below 1"
         )
     frame = table.frame
@@ -52,7 +52,7 @@ def split_rows(
         if n - n_val - n_test < 1:
             raise DataError(
                 f"{table.name} has {n} assets: too few to hold out {n_val} for val and "
-                f"{n_test} for test and still train; add assets or use data.split.method=temporal"
+                f"{n_test} for test and still train; add assets or use data.split_by.method=temporal"
             )
         order = np.random.default_rng(seed).permutation(n)
         code_of = np.zeros(n, dtype=np.int8)

@@ -133,7 +133,8 @@ class SensorTask(L.LightningModule):
         self.results[split] = result
         for name, value in result["overall"].items():
             if isinstance(value, float) and name not in ("tp", "fp", "tn", "fn"):
-                self.log(f"{split}/{name}", value, prog_bar=name in ("rmse", "f1", "auprc"))
+                # identical on every rank (gathered above); sync_dist only keeps Lightning quiet
+                self.log(f"{split}/{name}", value, prog_bar=name in ("rmse", "f1", "auprc"), sync_dist=True)
 
     # -- optimisation ----------------------------------------------------------------
     def configure_optimizers(self):

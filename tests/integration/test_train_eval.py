@@ -1,0 +1,71 @@
+"""plantml-train → plantml-eval → resume, through the installed entry points."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import yaml
+
+from tests.integration.helpers import TINY, metrics, run_cli, run_dirs
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    cwd = tmp_path_factory.mktemp("train")
+    proc = run_cli("plantml-train", *TINY, "seed=3", cwd=cwd)
+    (run,) = run_dirs(cwd, "synthetic_failure")
+    return cwd, run, proc
+
+
+def test_train_writes_the_run_folder(trained):
+    _, run, proc = trained
+    for name in ("config.yaml", "metrics.json", "lineage.json", "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
+        assert (run / name).is_file(), name
+    m = metrics(run)
+    for key in ("val/f1", "val/auprc", "val/recall", "test/f1", "test/auroc"):
+        assert key in m
+    assert 0.0 <= m["val/auprc"] <= 1.0
+    assert set(m["by_condition"]["val"]) == {"high", "low", "nominal"}
+    assert sum(c["n"] for c in m["by_condition"]["val"].values()) == m["val/n"]
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["seed"] == 3 and config["trainer"]["max_epochs"] == 2  # resolved, overrides applied
+    assert "${" not in (run / "config.yaml").read_text()
+    lineage = json.loads((run / "lineage.json").read_text())
+    assert lineage["seed"] == 3 and len(lineage["data_fingerprint"]) == 64
+    assert lineage["packages"]["torch"].startswith("2.11")
+    assert "cleaning" in lineage and lineage["cleaning"]["dedupe"]["rows_removed"] > 0
+    assert "F1" in proc.stdout and "by operating condition" in proc.stdout
+
+
+def test_eval_reuses_the_run_config_with_overrides(trained):
+    cwd, run, _ = trained
+    proc = run_cli("plantml-eval", f"ckpt_path={run / 'checkpoints/best.ckpt'}", "data.split=test", cwd=cwd)
+    (ev,) = run_dirs(cwd, "eval")
+    m = metrics(ev)
+    train_m = metrics(run)
+    # same checkpoint, same held-out assets, same threshold: same numbers as at the end of training
+    assert m["test/n"] == train_m["test/n"]
+    assert m["test/auprc"] == pytest.approx(train_m["test/auprc"], abs=1e-6)
+    assert m["test/threshold"] == pytest.approx(train_m["val/threshold"], abs=1e-6)
+    assert "test" in proc.stdout
+
+
+def test_eval_bad_inputs(trained):
+    cwd, run, _ = trained
+    proc = run_cli("plantml-eval", "ckpt_path=nowhere/best.ckpt", cwd=cwd, expect_ok=False)
+    assert proc.returncode == 2 and "not found" in proc.stderr
+    proc = run_cli("plantml-eval", f"ckpt_path={run / 'checkpoints/best.ckpt'}", "data.split=holdout", cwd=cwd, expect_ok=False)
+    assert proc.returncode == 2 and "unknown split 'holdout'" in proc.stderr
+
+
+def test_resume_from_last_checkpoint(trained):
+    cwd, run, _ = trained
+    last = run / "checkpoints/last.ckpt"
+    assert torch.load(last, weights_only=False)["epoch"] == 1
+    run_cli("plantml-train", *TINY, "seed=3", "trainer.max_epochs=3", f"ckpt_path={last}", cwd=cwd)
+    resumed = [r for r in run_dirs(cwd, "synthetic_failure") if r != run][-1]
+    ckpt = torch.load(resumed / "checkpoints/last.ckpt", weights_only=False)
+    assert ckpt["epoch"] == 2  # one more epoch, not three
+    assert metrics(resumed)["epochs"] == 3

@@ -48,13 +48,13 @@ def test_unsorted_time_with_sort_disabled_is_a_readable_error():
     with pytest.raises(DataError) as err:
         clean(t, {**only(), "sort": {"enabled": False}})
     msg = str(err.value)
-    assert "'a'" in msg and "time=4" in msg and "after 5" in msg
+    assert "asset a ('asset')" in msg and "time=4" in msg and "after 5" in msg
     assert "data.cleaning.sort" in msg
 
 
 def test_interleaved_assets_with_sort_disabled_is_an_error():
     t = table({"asset": ["a", "b", "a"], "time": [1, 1, 2], "s1": [1.0, 2.0, 3.0]})
-    with pytest.raises(DataError, match="asset 'a' are not contiguous"):
+    with pytest.raises(DataError, match=r"asset a \('asset'\) are not contiguous"):
         clean(t, {**only(), "sort": {"enabled": False}})
 
 

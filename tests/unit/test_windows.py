@@ -80,3 +80,18 @@ def test_gather_memory_does_not_grow_with_window_length():
 def test_bad_window_length():
     with pytest.raises(ConfigError, match="length"):
         window_ends(np.zeros(5, np.int64), 0)
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_device_gather_equals_host_gather(padded):
+    rng = np.random.default_rng(1)
+    assets = np.repeat([0, 1, 2], [9, 15, 4])
+    x = rng.normal(size=(len(assets), 3)).astype(np.float32)
+    starts = run_starts(assets)
+    ends = window_ends(starts, 1) if padded else window_ends(starts, 4)
+    index = WindowIndex(ends, rng.normal(size=len(ends)).astype(np.float32), ends % 3, assets[ends], starts=starts[ends] if padded else None)
+    host = WindowDataset(x, index, 4)
+    device = WindowDataset(x, index, 4, device="cpu")
+    idx = rng.permutation(len(ends))[:7]
+    for key, value in host[idx].items():
+        torch.testing.assert_close(device[idx][key], value)

@@ -6,6 +6,7 @@ import logging
 from collections.abc import Mapping
 
 import lightning as L
+import torch
 from torch.utils.data import DataLoader
 
 from plantml.data.pipeline import DataPipeline, PreparedData
@@ -28,6 +29,8 @@ class SensorDataModule(L.LightningDataModule):
         sampler: ``{kind: shuffle|balanced, positive_fraction: 0.3}`` for training.
         num_workers: DataLoader worker processes (0 gathers in the main process,
             usually fastest: a batch gather is one memory copy).
+        device_gather: on a GPU, keep the table on the GPU and gather batches
+            there (no host work per batch beyond the indices).
         cleaning, conditions, split_by, scaling, window, target,
         include_settings: the :class:`DataPipeline` steps.
     """
@@ -40,6 +43,7 @@ class SensorDataModule(L.LightningDataModule):
         eval_batch_size: int | None = None,
         sampler: Mapping | None = None,
         num_workers: int = 0,
+        device_gather: bool = True,
         cleaning: Mapping | None = None,
         conditions: Mapping | None = None,
         split_by: Mapping | None = None,
@@ -60,6 +64,7 @@ class SensorDataModule(L.LightningDataModule):
         self.sampler_kind = sampler.get("kind", "shuffle")
         self.positive_fraction = float(sampler.get("positive_fraction", 0.5))
         self.num_workers = int(num_workers)
+        self.device_gather = bool(device_gather)
         self.seed = seed
         self.pipeline = DataPipeline(
             source, cleaning, conditions, split_by, scaling, window, target, include_settings, seed
@@ -92,19 +97,30 @@ class SensorDataModule(L.LightningDataModule):
             return self.official_test, "test"
         return self.data, self.eval_split
 
+    def gather_device(self) -> torch.device | None:
+        """The accelerator to gather batches on, when training on one (else None: host)."""
+        trainer = getattr(self, "trainer", None)
+        if not self.device_gather or trainer is None:
+            return None
+        device = trainer.strategy.root_device
+        return device if device.type == "cuda" else None
+
     def dataset(self, split: str) -> WindowDataset:
         self.setup("test" if split == "test" else "fit")
         data = self.official_test if split == "test" and self.official_test is not None else self.data
-        return WindowDataset(data.features, data.windows[split], data.window_length)
+        return WindowDataset(data.features, data.windows[split], data.window_length, self.gather_device())
 
     # -- loaders ---------------------------------------------------------------------
     def _loader(self, dataset: WindowDataset, sampler: WindowBatchSampler) -> DataLoader:
+        on_device = dataset.device is not None
+        workers = 0 if on_device else self.num_workers
         return DataLoader(
             dataset,
             batch_size=None,  # the sampler yields whole batches; one gather per batch
             sampler=sampler,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=not on_device and torch.cuda.is_available(),
         )
 
     def train_dataloader(self) -> DataLoader:

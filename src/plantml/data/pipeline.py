@@ -101,7 +101,7 @@ class DataPipeline:
         self.scaling_cfg = _options(scaling, {"method": "standard", "per_condition": False}, "scaling")
         self.window_cfg = _options(
             window,
-            {"length": 30, "stride": 1, "eval_stride": 1, "pad_short": False, "last_only": False},
+            {"length": 30, "stride": 1, "eval_stride": 1, "last_only": False},
             "window",
         )
         self.target_cfg = _options(
@@ -152,6 +152,8 @@ class DataPipeline:
             ends = window_ends(starts, self.length, stride)
             ends = ends[codes_split[ends] == code]
             ends = ends[np.isfinite(y[ends])]
+            if split != "train" and self.window_cfg["last_only"]:
+                ends = ends[np.r_[asset_codes[ends][1:] != asset_codes[ends][:-1], True]]
             windows[split] = WindowIndex(
                 ends, y[ends].astype(np.float32), cond[ends], asset_codes[ends].astype(np.int64)
             )

@@ -9,6 +9,7 @@ memory stays the size of the table whatever the window length.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -86,9 +87,13 @@ class WindowDataset(torch.utils.data.Dataset):
     batch in one gather, which is how :class:`~plantml.data.sampling.WindowBatchSampler`
     feeds it. Items are dicts: ``x`` (batch, time, channels) float32, ``y``
     (batch,), ``condition`` (batch,), ``asset`` (batch,).
+
+    With ``device`` (e.g. ``cuda``) the table and labels live on that device
+    and batches are gathered there: per batch only the indices cross to the
+    device, so the host stays off the training step's critical path.
     """
 
-    def __init__(self, features: np.ndarray, index: WindowIndex, length: int):
+    def __init__(self, features: np.ndarray, index: WindowIndex, length: int, device: str | torch.device | None = None):
         if features.dtype != np.float32 or not features.flags["C_CONTIGUOUS"]:
             features = np.ascontiguousarray(features, dtype=np.float32)
         self.features = features
@@ -106,6 +111,26 @@ class WindowDataset(torch.utils.data.Dataset):
         self._y = index.targets.astype(np.float32)
         self._cond = index.conditions.astype(np.int64)
         self._asset = index.assets.astype(np.int64)
+        self.device = None if device is None else torch.device(device)
+        if self.device is not None:
+            to = partial(torch.as_tensor, device=self.device)
+            self._t = {
+                "features": to(features),
+                "ends": to(index.ends.astype(np.int64)),
+                "starts": to(index.starts.astype(np.int64)) if self.padded else None,
+                "offsets": to(self._offsets.astype(np.int64)),
+                "y": to(self._y),
+                "condition": to(self._cond),
+                "asset": to(self._asset),
+            }
+
+    def _device_batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
+        t = self._t
+        i = torch.as_tensor(idx, device=self.device)
+        rows = t["ends"][i, None] + t["offsets"]
+        if self.padded:
+            rows = torch.maximum(rows, t["starts"][i, None])
+        return {"x": t["features"][rows], "y": t["y"][i], "condition": t["condition"][i], "asset": t["asset"][i]}
 
     def __len__(self) -> int:
         return len(self.index)
@@ -125,6 +150,9 @@ class WindowDataset(torch.utils.data.Dataset):
             idx = np.atleast_1d(np.asarray(idx, dtype=np.int64))
         else:
             single = False
+        if self.device is not None:
+            batch = self._device_batch(idx)
+            return {k: v[0] for k, v in batch.items()} if single else batch
         batch = {
             "x": torch.from_numpy(self.gather(idx)),
             "y": torch.from_numpy(self._y.take(idx)),

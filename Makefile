@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 help:
 	@echo "make train      train the default experiment (synthetic fleet, failure within 24 h)"
 	@echo "make test       fast test suite (a few minutes on 2 cores)"
-	@echo "make test-slow  slower checks (DDP, W&B offline, notebook, longer training)"
+	@echo "make test-slow  slower checks kept out of the default run (marked slow)"
 	@echo "make test-data  tests on the real datasets in ../shared/data"
 	@echo "make lint       ruff check + format check"
 	@echo "make bench      benchmarks in scripts/ (see each script's --help)"

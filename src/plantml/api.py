@@ -1,10 +1,10 @@
 """The Python API: the same configs and code paths as the command line.
 
     from plantml import api
-    cfg = api.compose(["experiment=synthetic_failure", "trainer.max_epochs=2"], output_dir="runs/demo")
+    cfg = api.compose(["experiment=synthetic_failure", "trainer.max_epochs=2"], output_dir="outputs/demo")
     metrics = api.train(cfg)
     data = api.datamodule(cfg)          # the prepared fleet, windows and scaling
-    evaluation = api.evaluate("runs/demo/checkpoints/best.ckpt", ["data.split=test"], output_dir="runs/demo-eval")
+    evaluation = api.evaluate("outputs/demo/checkpoints/best.ckpt", ["data.split=test"], output_dir="outputs/demo-eval")
 """
 
 from __future__ import annotations

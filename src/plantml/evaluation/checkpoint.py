@@ -113,7 +113,8 @@ def evaluate_checkpoint(eval_cfg: DictConfig, overrides: list[str]) -> dict:
         )
     split = datamodule.eval_split
     task.test_prefix = split
-    progress = _instantiate(OmegaConf.create({"_target_": "lightning.pytorch.callbacks.RichProgressBar"}), "progress bar")
+    bar = cfg.get("callbacks", {}).get("progress_bar") or {"_target_": "lightning.pytorch.callbacks.RichProgressBar"}
+    progress = _instantiate(OmegaConf.create(bar), "the progress bar (callbacks.progress_bar)")
     with open_dict(cfg):
         cfg.trainer.default_root_dir = str(output_dir)
     trainer = _instantiate(cfg.trainer, "the trainer (trainer=...)", callbacks=[progress], logger=False)

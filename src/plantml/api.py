@@ -1,10 +1,10 @@
 """The Python API: the same configs and code paths as the command line.
 
-    from plantml import api
-    cfg = api.compose(["experiment=synthetic_failure", "trainer.max_epochs=2"], output_dir="outputs/demo")
-    metrics = api.train(cfg)
-    data = api.datamodule(cfg)          # the prepared fleet, windows and scaling
-    evaluation = api.evaluate("outputs/demo/checkpoints/best.ckpt", ["data.split=test"], output_dir="outputs/demo-eval")
+from plantml import api
+cfg = api.compose(["experiment=synthetic_failure", "trainer.max_epochs=2"], output_dir="outputs/demo")
+metrics = api.train(cfg)
+data = api.datamodule(cfg)          # the prepared fleet, windows and scaling
+evaluation = api.evaluate("outputs/demo/checkpoints/best.ckpt", ["data.split=test"], output_dir="outputs/demo-eval")
 """
 
 from __future__ import annotations
@@ -21,7 +21,11 @@ from omegaconf import DictConfig, open_dict
 from plantml.errors import ConfigError
 
 
-def compose(overrides: list[str] | None = None, output_dir: str | Path | None = None, config_name: str = "train") -> DictConfig:
+def compose(
+    overrides: list[str] | None = None,
+    output_dir: str | Path | None = None,
+    config_name: str = "train",
+) -> DictConfig:
     """Compose ``configs/<config_name>.yaml`` with command-line style overrides.
 
     ``output_dir`` replaces Hydra's run folder (default ``outputs/<run_name>/api/<time>``).
@@ -33,7 +37,12 @@ def compose(overrides: list[str] | None = None, output_dir: str | Path | None = 
     except HydraException as exc:
         raise ConfigError(f"cannot compose the config: {exc}") from None
     if output_dir is None:
-        output_dir = Path("outputs") / str(cfg.get("run_name", config_name)) / "api" / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+        output_dir = (
+            Path("outputs")
+            / str(cfg.get("run_name", config_name))
+            / "api"
+            / datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+        )
     with open_dict(cfg):
         cfg.paths.output_dir = str(Path(output_dir).resolve())
     return cfg
@@ -57,7 +66,9 @@ def datamodule(cfg: DictConfig):
     return dm
 
 
-def evaluate(ckpt_path: str | Path, overrides: list[str] | None = None, output_dir: str | Path | None = None) -> dict:
+def evaluate(
+    ckpt_path: str | Path, overrides: list[str] | None = None, output_dir: str | Path | None = None
+) -> dict:
     """Score a checkpoint as ``plantml-eval`` does; returns the metrics."""
     from plantml.evaluation.checkpoint import evaluate_checkpoint
 

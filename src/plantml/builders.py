@@ -9,33 +9,31 @@ import hydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from plantml.data.datamodule import SensorDataModule
-from plantml.errors import ConfigError
+from plantml.errors import ConfigError, PlantMLError
 
 log = logging.getLogger(__name__)
 TASK_ONLY_KEYS = ("monitor", "mode")  # read by callbacks, not task arguments
 
 
-def _instantiate(node: DictConfig, what: str, **kwargs):
+def instantiate(node: DictConfig, what: str, **kwargs):
+    """``hydra.utils.instantiate`` whose failures name the config group to fix."""
     try:
         return hydra.utils.instantiate(node, **kwargs)
     except hydra.errors.InstantiationException as exc:
         cause = exc.__cause__
-        if cause is not None and isinstance(cause, ConfigError | ValueError | TypeError):
-            from plantml.errors import PlantMLError
-
-            if isinstance(cause, PlantMLError):
-                raise cause from None
-            raise ConfigError(f"cannot build {what}: {cause}") from None
-        raise ConfigError(f"cannot build {what}: {exc}") from None
+        if isinstance(cause, PlantMLError):
+            raise cause from None
+        raise ConfigError(f"cannot build {what}: {cause or exc}") from None
 
 
 def task_kind(cfg: DictConfig) -> str:
-    target = str(cfg.task.get("_target_", ""))
-    if target.endswith("RULTask"):
-        return "rul"
-    if target.endswith("FailureTask"):
-        return "failure"
-    return str(cfg.data.target.get("kind") or "rul")
+    """``rul`` or ``failure``: the ``kind`` of the configured task class."""
+    try:
+        return hydra.utils.get_class(cfg.task._target_).kind
+    except (ImportError, AttributeError, hydra.errors.HydraException) as exc:
+        raise ConfigError(
+            f"task._target_={cfg.task.get('_target_')!r} is not a plantml task: {exc}"
+        ) from None
 
 
 def build_datamodule(cfg: DictConfig) -> SensorDataModule:
@@ -55,19 +53,23 @@ def build_datamodule(cfg: DictConfig) -> SensorDataModule:
         for key in list(resolved):
             if key not in accepted and not key.startswith("_"):
                 resolved.pop(key)
-    return _instantiate(OmegaConf.create(resolved), "the data module (data=...)", _convert_="all")
+    return instantiate(OmegaConf.create(resolved), "the data module (data=...)", _convert_="all")
 
 
 def build_task(cfg: DictConfig, datamodule: SensorDataModule):
     """The LightningModule of ``cfg.task`` around the model of ``cfg.model``."""
     datamodule.setup("fit")
     data = datamodule.data
-    model = _instantiate(cfg.model, "the model (model=...)")(in_features=len(data.feature_names), out_features=1)
+    model = instantiate(cfg.model, "the model (model=...)")(
+        in_features=len(data.feature_names), out_features=1
+    )
     task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
     for key in TASK_ONLY_KEYS:
         task_cfg.pop(key, None)
     if task_cfg.get("pos_weight") == "auto":
-        task_cfg["pos_weight"] = datamodule.pos_weight() if task_cfg.get("loss") == "weighted_bce" else None
+        task_cfg["pos_weight"] = (
+            datamodule.pos_weight() if task_cfg.get("loss") == "weighted_bce" else None
+        )
     if task_cfg.get("target_scale") == "auto":
         cap = cfg.data.target.get("rul_cap")
         targets = data.windows["train"].targets
@@ -77,8 +79,11 @@ def build_task(cfg: DictConfig, datamodule: SensorDataModule):
             "weighted_bce with a balanced sampler counts the imbalance twice; "
             "use one of them (data.sampler.kind=shuffle or task.loss=bce)"
         )
-    return _instantiate(
-        OmegaConf.create(task_cfg), "the task (task=...)", model=model, condition_names=data.condition_names
+    return instantiate(
+        OmegaConf.create(task_cfg),
+        "the task (task=...)",
+        model=model,
+        condition_names=data.condition_names,
     )
 
 
@@ -87,7 +92,17 @@ def build_list(node: DictConfig | None, what: str) -> list:
     if not node:
         return []
     return [
-        _instantiate(item, f"{what} {name!r}")
+        instantiate(item, f"{what} {name!r}")
         for name, item in node.items()
         if isinstance(item, DictConfig) and "_target_" in item
     ]
+
+
+def build_trainer(cfg: DictConfig, callbacks: list, loggers: list):
+    """The Lightning Trainer of ``cfg.trainer``."""
+    import torch
+
+    torch.set_float32_matmul_precision("high")  # TF32 matmuls on GPUs that have them
+    return instantiate(
+        cfg.trainer, "the trainer (trainer=...)", callbacks=callbacks, logger=loggers or False
+    )

@@ -10,8 +10,21 @@ from importlib import metadata
 from pathlib import Path
 
 PACKAGES = (
-    "plantml", "torch", "torchaudio", "lightning", "torchmetrics", "hydra-core", "omegaconf",
-    "numpy", "pandas", "pyarrow", "scipy", "onnx", "onnxruntime", "optuna", "wandb",
+    "plantml",
+    "torch",
+    "torchaudio",
+    "lightning",
+    "torchmetrics",
+    "hydra-core",
+    "omegaconf",
+    "numpy",
+    "pandas",
+    "pyarrow",
+    "scipy",
+    "onnx",
+    "onnxruntime",
+    "optuna",
+    "wandb",
 )
 
 

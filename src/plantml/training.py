@@ -8,12 +8,11 @@ import time
 from pathlib import Path
 
 import lightning as L
-import torch
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from plantml.builders import build_datamodule, build_list, build_task
+from plantml.builders import build_datamodule, build_list, build_task, build_trainer
 from plantml.evaluation.metrics import clean_json
 from plantml.evaluation.report import print_results
 from plantml.lineage import lineage
@@ -54,7 +53,11 @@ class RunInfo(Callback):
         self.data_state = data_state
 
     def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict) -> None:
-        checkpoint["plantml"] = {"config": self.config, "raw_config": self.raw_config, "data": self.data_state}
+        checkpoint["plantml"] = {
+            "config": self.config,
+            "raw_config": self.raw_config,
+            "data": self.data_state,
+        }
 
 
 def flatten_results(results: dict[str, dict]) -> dict:
@@ -93,7 +96,7 @@ def train(cfg: DictConfig) -> dict:
     raw = OmegaConf.to_container(cfg, resolve=False)
     callbacks.append(RunInfo(resolved, raw, datamodule.state()))
     loggers = build_list(cfg.get("logger"), "logger")
-    trainer: L.Trainer = _instantiate_trainer(cfg, callbacks, loggers)
+    trainer = build_trainer(cfg, callbacks, loggers)
     if trainer.is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
@@ -102,14 +105,19 @@ def train(cfg: DictConfig) -> dict:
         logger.log_hyperparams({**resolved, "lineage": info})
     trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     if trainer.interrupted:
-        log.warning("training interrupted; resume with ckpt_path=%s", output_dir / "checkpoints/last.ckpt")
+        log.warning(
+            "training interrupted; resume with ckpt_path=%s", output_dir / "checkpoints/last.ckpt"
+        )
     checkpoint = _checkpoint_callback(trainer)
     best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
     task.results = {}
     if cfg.get("evaluate", True):
         trainer.validate(task, datamodule=datamodule, ckpt_path=best, verbose=False)
         # held-out test assets (sources with an official test set score it with plantml-eval)
-        if len(datamodule.data.windows["test"]) and not datamodule.pipeline.source.has_official_test:
+        if (
+            len(datamodule.data.windows["test"])
+            and not datamodule.pipeline.source.has_official_test
+        ):
             datamodule.eval_split = task.test_prefix = "test"
             trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)
     metrics = flatten_results(task.results)
@@ -120,15 +128,10 @@ def train(cfg: DictConfig) -> dict:
     metrics["best_checkpoint"] = best
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", metrics)
-        print_results(metrics, title=f"{cfg.get('run_name', 'run')}: results", output_dir=output_dir)
+        print_results(
+            metrics, title=f"{cfg.get('run_name', 'run')}: results", output_dir=output_dir
+        )
         for logger in loggers:
             if hasattr(logger, "finish_run"):
                 logger.finish_run(metrics, best)
     return metrics
-
-
-def _instantiate_trainer(cfg: DictConfig, callbacks: list, loggers: list) -> L.Trainer:
-    from plantml.builders import _instantiate
-
-    torch.set_float32_matmul_precision("high")
-    return _instantiate(cfg.trainer, "the trainer (trainer=...)", callbacks=callbacks, logger=loggers or False)

@@ -19,14 +19,28 @@ TINY = [
 ]
 
 
-def run_cli(tool: str, *args: str, cwd: Path, expect_ok: bool = True, env: dict[str, str | None] | None = None, timeout: int = 300):
+def run_cli(
+    tool: str,
+    *args: str,
+    cwd: Path,
+    expect_ok: bool = True,
+    env: dict[str, str | None] | None = None,
+    timeout: int = 300,
+):
     full_env = {**os.environ, "PLANTML_OUTPUTS": str(cwd / "outputs"), **(env or {})}
     full_env = {k: v for k, v in full_env.items() if v is not None}  # env={"X": None} unsets X
     proc = subprocess.run(
-        [str(BIN / tool), *args], cwd=cwd, capture_output=True, text=True, env=full_env, timeout=timeout
+        [str(BIN / tool), *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
     )
     if expect_ok and proc.returncode != 0:
-        raise AssertionError(f"{tool} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+        raise AssertionError(
+            f"{tool} {' '.join(args)} failed ({proc.returncode}):\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+        )
     return proc
 
 

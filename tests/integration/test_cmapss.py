@@ -25,7 +25,12 @@ def write_cmapss(root, subset="FD001", units=12, test_units=5, seed=0, gz=False)
         for cycle in range(1, (cut or n) + 1):
             wear = cycle / n
             settings = [rng.normal(0, 0.002), rng.normal(0, 0.0003), 100.0]
-            sensors = [518.67 if s in (1, 5, 10, 16, 18, 19) else 100 * s + 5 * wear * (s % 3 + 1) + rng.normal(0, 0.1) for s in range(1, 22)]
+            sensors = [
+                518.67
+                if s in (1, 5, 10, 16, 18, 19)
+                else 100 * s + 5 * wear * (s % 3 + 1) + rng.normal(0, 0.1)
+                for s in range(1, 22)
+            ]
             out.append(" ".join(f"{v:.4f}" for v in [unit, cycle, *settings, *sensors]) + " ")
         return out
 
@@ -36,10 +41,11 @@ def write_cmapss(root, subset="FD001", units=12, test_units=5, seed=0, gz=False)
         cut = int(rng.integers(10, n - 5))
         test += rows(u, n, cut)
         truth.append(n - cut)
-    opener = (lambda p: gzip.open(p, "wt")) if gz else (lambda p: open(p, "w"))
-    suffix = ".txt.gz" if gz else ".txt"
-    with opener(root / f"train_{subset}{suffix}") as f:
-        f.write("\n".join(train) + "\n")
+    text = "\n".join(train) + "\n"
+    if gz:
+        (root / f"train_{subset}.txt.gz").write_bytes(gzip.compress(text.encode()))
+    else:
+        (root / f"train_{subset}.txt").write_text(text)
     return test, truth
 
 
@@ -51,7 +57,13 @@ def add_test_files(root, test, truth, subset="FD001"):
 def test_reader_columns_rul_and_gzip(tmp_path):
     write_cmapss(tmp_path, "FD003", gz=True)
     table = CMAPSSSource(tmp_path, "FD003").load("train")
-    assert table.frame.columns[:5].tolist() == ["unit", "cycle", "op_setting_1", "op_setting_2", "op_setting_3"]
+    assert table.frame.columns[:5].tolist() == [
+        "unit",
+        "cycle",
+        "op_setting_1",
+        "op_setting_2",
+        "op_setting_3",
+    ]
     assert len(table.sensor_columns) == 21
     last = table.frame.groupby("unit")["cycle"].idxmax()
     assert table.frame.loc[last, "failure"].eq(1).all() and table.frame["failure"].sum() == 12
@@ -72,14 +84,22 @@ def test_test_rul_counts_back_from_the_truth(tmp_path):
     last = frame.groupby("unit").tail(1)
     np.testing.assert_array_equal(last["rul"].to_numpy(), truth)
     first = frame.groupby("unit").head(1)
-    np.testing.assert_array_equal(first["rul"].to_numpy(), np.array(truth) + last["cycle"].to_numpy() - 1)
+    np.testing.assert_array_equal(
+        first["rul"].to_numpy(), np.array(truth) + last["cycle"].to_numpy() - 1
+    )
 
 
 def test_cmapss_rul_train_then_eval_on_official_test(tmp_path):
     root = tmp_path / "cmapss"
     test, truth = write_cmapss(root)
-    args = ["experiment=cmapss_rul", f"data.root={root}", "logger=csv", "trainer.max_epochs=2",
-            "model.hidden_size=16", "callbacks.progress_bar.refresh_rate=0"]
+    args = [
+        "experiment=cmapss_rul",
+        f"data.root={root}",
+        "logger=csv",
+        "trainer.max_epochs=2",
+        "model.hidden_size=16",
+        "callbacks.progress_bar.refresh_rate=0",
+    ]
     run_cli("plantml-train", *args, cwd=tmp_path)
     (run,) = run_dirs(tmp_path, "cmapss_rul_FD001")
     m = metrics(run)
@@ -87,7 +107,9 @@ def test_cmapss_rul_train_then_eval_on_official_test(tmp_path):
     features = json.loads((run / "lineage.json").read_text())["data"]["features"]
     assert len(features) == 15 and "sensor_1" not in features  # constant sensors were dropped
     ckpt = run / "checkpoints/best.ckpt"
-    proc = run_cli("plantml-eval", f"ckpt_path={ckpt}", "data.split=test", cwd=tmp_path, expect_ok=False)
+    proc = run_cli(
+        "plantml-eval", f"ckpt_path={ckpt}", "data.split=test", cwd=tmp_path, expect_ok=False
+    )
     assert proc.returncode == 2 and "test_FD001.txt[.gz] not found" in proc.stderr
     add_test_files(root, test, truth)
     run_cli("plantml-eval", f"ckpt_path={ckpt}", "data.split=test", cwd=tmp_path)
@@ -98,7 +120,9 @@ def test_cmapss_rul_train_then_eval_on_official_test(tmp_path):
 
 
 @pytest.mark.real_data
-@pytest.mark.parametrize("subset,conditions", [("FD001", 1), ("FD002", 6), ("FD003", 1), ("FD004", 6)])
+@pytest.mark.parametrize(
+    "subset,conditions", [("FD001", 1), ("FD002", 6), ("FD003", 1), ("FD004", 6)]
+)
 def test_real_cmapss_subsets(shared_data, subset, conditions):
     from plantml.data.pipeline import DataPipeline
 

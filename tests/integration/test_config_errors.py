@@ -18,7 +18,9 @@ def test_unknown_key_override(tmp_path):
 
 
 def test_bad_value_is_a_plantml_error(tmp_path):
-    proc = run_cli("plantml-train", "logger=csv", "data.split_by.method=random", cwd=tmp_path, expect_ok=False)
+    proc = run_cli(
+        "plantml-train", "logger=csv", "data.split_by.method=random", cwd=tmp_path, expect_ok=False
+    )
     assert proc.returncode == 2
     assert "unknown data.split_by.method 'random'; use one of asset, temporal" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -29,12 +31,25 @@ def test_table_source_from_config_alone(tmp_path):
 
     make_fleet(n_assets=10, rows=(80, 120)).frame.to_csv(tmp_path / "plant.csv", index=False)
     run_cli(
-        "plantml-train", "data=table", f"data.path={tmp_path / 'plant.csv'}", "data.asset_column=unit",
-        "data.time_column=cycle", "task=rul", "logger=csv", "trainer.max_epochs=1",
-        "data.window.length=20", "callbacks.progress_bar.refresh_rate=0", cwd=tmp_path,
+        "plantml-train",
+        "data=table",
+        f"data.path={tmp_path / 'plant.csv'}",
+        "data.asset_column=unit",
+        "data.time_column=cycle",
+        "task=rul",
+        "logger=csv",
+        "trainer.max_epochs=1",
+        "data.window.length=20",
+        "callbacks.progress_bar.refresh_rate=0",
+        cwd=tmp_path,
     )
     proc = run_cli(
-        "plantml-train", "data=table", f"data.path={tmp_path / 'plant.csv'}", "data.asset_column=pump",
-        "logger=csv", cwd=tmp_path, expect_ok=False,
+        "plantml-train",
+        "data=table",
+        f"data.path={tmp_path / 'plant.csv'}",
+        "data.asset_column=pump",
+        "logger=csv",
+        cwd=tmp_path,
+        expect_ok=False,
     )
     assert proc.returncode == 2 and "column 'pump' (data.asset_column) not found" in proc.stderr

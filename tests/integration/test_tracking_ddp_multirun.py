@@ -5,13 +5,17 @@ from __future__ import annotations
 import pytest
 
 from plantml import api
-
 from tests.integration.helpers import TINY, metrics, run_cli, run_dirs
 
 
 def test_wandb_runs_offline_without_api_key(tmp_path):
     tiny = [a for a in TINY if not a.startswith("logger=")] + ["trainer.max_epochs=1"]
-    env = {"WANDB_MODE": None, "WANDB_API_KEY": None, "HOME": str(tmp_path), "NETRC": str(tmp_path / "none")}
+    env = {
+        "WANDB_MODE": None,
+        "WANDB_API_KEY": None,
+        "HOME": str(tmp_path),
+        "NETRC": str(tmp_path / "none"),
+    }
     proc = run_cli("plantml-train", *tiny, cwd=tmp_path, env=env)
     log = proc.stdout + proc.stderr
     assert log.count("no API key found") == 1
@@ -27,7 +31,14 @@ def test_wandb_runs_offline_without_api_key(tmp_path):
 
 @pytest.mark.ddp
 def test_ddp_two_cpu_processes(tmp_path):
-    run_cli("plantml-train", *TINY, "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", cwd=tmp_path)
+    run_cli(
+        "plantml-train",
+        *TINY,
+        "trainer=ddp",
+        "trainer.accelerator=cpu",
+        "trainer.devices=2",
+        cwd=tmp_path,
+    )
     (run,) = run_dirs(tmp_path, "synthetic_failure")
     assert (run / "train_ddp_process_1.log").is_file()  # a second rank ran
     m = metrics(run)
@@ -39,9 +50,13 @@ def test_ddp_two_cpu_processes(tmp_path):
 
 
 def test_multirun_sweeps_a_parameter(tmp_path):
-    run_cli("plantml-train", "-m", *TINY, "trainer.max_epochs=1", "model.hidden_size=8,16", cwd=tmp_path)
+    run_cli(
+        "plantml-train", "-m", *TINY, "trainer.max_epochs=1", "model.hidden_size=8,16", cwd=tmp_path
+    )
     sweeps = sorted((tmp_path / "outputs" / "synthetic_failure" / "multiruns").glob("*/*"))
     runs = [p for p in sweeps if p.is_dir() and (p / "metrics.json").is_file()]
     assert len(runs) == 2
-    sizes = sorted(int((r / "config.yaml").read_text().split("hidden_size: ")[1].split()[0]) for r in runs)
+    sizes = sorted(
+        int((r / "config.yaml").read_text().split("hidden_size: ")[1].split()[0]) for r in runs
+    )
     assert sizes == [8, 16]

@@ -21,7 +21,13 @@ def trained(tmp_path_factory):
 
 def test_train_writes_the_run_folder(trained):
     _, run, proc = trained
-    for name in ("config.yaml", "metrics.json", "lineage.json", "checkpoints/best.ckpt", "checkpoints/last.ckpt"):
+    for name in (
+        "config.yaml",
+        "metrics.json",
+        "lineage.json",
+        "checkpoints/best.ckpt",
+        "checkpoints/last.ckpt",
+    ):
         assert (run / name).is_file(), name
     m = metrics(run)
     for key in ("val/f1", "val/auprc", "val/recall", "test/f1", "test/auroc"):
@@ -30,7 +36,9 @@ def test_train_writes_the_run_folder(trained):
     assert set(m["by_condition"]["val"]) == {"high", "low", "nominal"}
     assert sum(c["n"] for c in m["by_condition"]["val"].values()) == m["val/n"]
     config = yaml.safe_load((run / "config.yaml").read_text())
-    assert config["seed"] == 3 and config["trainer"]["max_epochs"] == 2  # resolved, overrides applied
+    assert (
+        config["seed"] == 3 and config["trainer"]["max_epochs"] == 2
+    )  # resolved, overrides applied
     assert "${" not in (run / "config.yaml").read_text()
     lineage = json.loads((run / "lineage.json").read_text())
     assert lineage["seed"] == 3 and len(lineage["data_fingerprint"]) == 64
@@ -41,7 +49,9 @@ def test_train_writes_the_run_folder(trained):
 
 def test_eval_reuses_the_run_config_with_overrides(trained):
     cwd, run, _ = trained
-    proc = run_cli("plantml-eval", f"ckpt_path={run / 'checkpoints/best.ckpt'}", "data.split=test", cwd=cwd)
+    proc = run_cli(
+        "plantml-eval", f"ckpt_path={run / 'checkpoints/best.ckpt'}", "data.split=test", cwd=cwd
+    )
     (ev,) = run_dirs(cwd, "eval")
     m = metrics(ev)
     train_m = metrics(run)
@@ -56,7 +66,13 @@ def test_eval_bad_inputs(trained):
     cwd, run, _ = trained
     proc = run_cli("plantml-eval", "ckpt_path=nowhere/best.ckpt", cwd=cwd, expect_ok=False)
     assert proc.returncode == 2 and "not found" in proc.stderr
-    proc = run_cli("plantml-eval", f"ckpt_path={run / 'checkpoints/best.ckpt'}", "data.split=holdout", cwd=cwd, expect_ok=False)
+    proc = run_cli(
+        "plantml-eval",
+        f"ckpt_path={run / 'checkpoints/best.ckpt'}",
+        "data.split=holdout",
+        cwd=cwd,
+        expect_ok=False,
+    )
     assert proc.returncode == 2 and "unknown split 'holdout'" in proc.stderr
 
 

@@ -19,8 +19,14 @@ def write_csv(tmp_path, frame, name="plant.csv"):
 
 
 def pipeline(path, **kw):
-    source = TableSource(str(path), asset_column="unit", time_column="cycle", label_column="failure")
-    defaults = {"split_by": {"val_fraction": 0.2, "test_fraction": 0.2}, "window": {"length": 10}, "target": {"kind": "rul"}}
+    source = TableSource(
+        str(path), asset_column="unit", time_column="cycle", label_column="failure"
+    )
+    defaults = {
+        "split_by": {"val_fraction": 0.2, "test_fraction": 0.2},
+        "window": {"length": 10},
+        "target": {"kind": "rul"},
+    }
     return DataPipeline(source, **{**defaults, **kw})
 
 
@@ -52,7 +58,9 @@ def test_glob_of_files(tmp_path):
 
 def test_wrong_column_name(tmp_path, fleet_csv):
     source = TableSource(str(fleet_csv), asset_column="unti", time_column="cycle")
-    with pytest.raises(DataError, match=r"column 'unti' \(data.asset_column\) not found .*did you mean 'unit'"):
+    with pytest.raises(
+        DataError, match=r"column 'unti' \(data.asset_column\) not found .*did you mean 'unit'"
+    ):
         source.load()
 
 
@@ -67,7 +75,12 @@ def test_empty_table(tmp_path):
 
 def test_non_numeric_feature(tmp_path):
     frame = make_fleet().frame.assign(s1=lambda f: f.s1.astype(str) + "bar")
-    source = TableSource(str(write_csv(tmp_path, frame)), asset_column="unit", time_column="cycle", feature_columns=["s0", "s1"])
+    source = TableSource(
+        str(write_csv(tmp_path, frame)),
+        asset_column="unit",
+        time_column="cycle",
+        feature_columns=["s0", "s1"],
+    )
     with pytest.raises(DataError, match=r"column 's1' .* is not numeric .*data.feature_columns"):
         source.load()
 
@@ -88,20 +101,27 @@ def test_nan_and_inf_without_filling(tmp_path):
 def test_non_monotonic_time(tmp_path):
     frame = make_fleet(n_assets=8).frame
     frame.loc[[3, 4], "cycle"] = frame.loc[[4, 3], "cycle"].to_numpy()
-    with pytest.raises(DataError, match=r"time is not increasing within asset 1 \('unit'\): row 4 .*data.cleaning.sort"):
+    with pytest.raises(
+        DataError,
+        match=r"time is not increasing within asset 1 \('unit'\): row 4 .*data.cleaning.sort",
+    ):
         pipeline(write_csv(tmp_path, frame), cleaning={"sort": {"enabled": False}}).prepare()
-    assert pipeline(write_csv(tmp_path, frame)).prepare() is not None  # sorting on: fixed and reported
+    assert (
+        pipeline(write_csv(tmp_path, frame)).prepare() is not None
+    )  # sorting on: fixed and reported
 
 
 def test_window_longer_than_any_history(fleet_csv):
-    with pytest.raises(DataError, match=r"data.window.length=500 is longer than every asset's history .*<= \d+"):
+    with pytest.raises(
+        DataError, match=r"data.window.length=500 is longer than every asset's history .*<= \d+"
+    ):
         pipeline(fleet_csv, window={"length": 500}).prepare()
 
 
 def test_unknown_pipeline_keys(fleet_csv):
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['lenght'\] in data.window"):
         pipeline(fleet_csv, window={"lenght": 10})
-    with pytest.raises(ConfigError, match="unknown data.label_kind"):
+    with pytest.raises(ConfigError, match=r"unknown data\.label_kind"):
         TableSource(str(fleet_csv), label_kind="broken")
 
 

@@ -10,15 +10,28 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_every_package_is_listed():
-    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    listed = set(
+        tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
     found = {
-        ".".join(p.parent.relative_to(REPO / "src").parts) for p in (REPO / "src").rglob("__init__.py")
+        ".".join(p.parent.relative_to(REPO / "src").parts)
+        for p in (REPO / "src").rglob("__init__.py")
     }
     assert found | {"plantml.configs"} == listed
 
 
 def test_configs_install_as_a_package():
     root = resources.files("plantml.configs")
-    for group in ("data", "model", "task", "trainer", "logger", "callbacks", "experiment", "paths", "hydra"):
+    for group in (
+        "data",
+        "model",
+        "task",
+        "trainer",
+        "logger",
+        "callbacks",
+        "experiment",
+        "paths",
+        "hydra",
+    ):
         assert root.joinpath(group).is_dir(), group
     assert root.joinpath("train.yaml").is_file() and root.joinpath("eval.yaml").is_file()

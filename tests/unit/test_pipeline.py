@@ -18,14 +18,22 @@ class Fixed(Source):
 
 
 def prepare(table=None, **kw):
-    defaults = {"split_by": {"val_fraction": 0.25, "test_fraction": 0.25}, "window": {"length": 8}, "target": {"kind": "rul"}}
+    defaults = {
+        "split_by": {"val_fraction": 0.25, "test_fraction": 0.25},
+        "window": {"length": 8},
+        "target": {"kind": "rul"},
+    }
     return DataPipeline(Fixed(table or make_fleet(n_assets=12)), **{**defaults, **kw}).prepare()
 
 
 def test_no_asset_has_windows_in_two_splits():
     data = prepare()
     assets = {split: set(idx.assets.tolist()) for split, idx in data.windows.items()}
-    assert not assets["train"] & assets["val"] and not assets["train"] & assets["test"] and not assets["val"] & assets["test"]
+    assert (
+        not assets["train"] & assets["val"]
+        and not assets["train"] & assets["test"]
+        and not assets["val"] & assets["test"]
+    )
     assert all(assets.values())
     # every row of every window belongs to the window's own asset
     frame_assets = data.frame["unit"].astype(str).to_numpy()

@@ -12,7 +12,9 @@ from plantml.tasks.losses import FocalLoss
 
 def test_balanced_sampler_hits_target_fraction():
     labels = np.r_[np.ones(20), np.zeros(1980)]  # 1 % positives
-    sampler = WindowBatchSampler(len(labels), 256, "balanced", labels=labels, positive_fraction=0.3, seed=0)
+    sampler = WindowBatchSampler(
+        len(labels), 256, "balanced", labels=labels, positive_fraction=0.3, seed=0
+    )
     batches = list(sampler)
     assert len(batches) == len(sampler) == 8
     frac = np.mean([labels[b].mean() for b in batches])
@@ -58,7 +60,15 @@ def test_focal_loss_downweights_easy_examples():
 def _events_table():
     # one asset: life 1 ends in failure at t=5, maintenance at t=6, life 2 censored at t=11
     t = np.arange(12)
-    frame = pd.DataFrame({"a": 0, "t": t, "s": np.arange(12.0), "failure": (t == 5).astype(int), "maint": (t == 6).astype(int)})
+    frame = pd.DataFrame(
+        {
+            "a": 0,
+            "t": t,
+            "s": np.arange(12.0),
+            "failure": (t == 5).astype(int),
+            "maint": (t == 6).astype(int),
+        }
+    )
     return SensorTable(frame, "a", "t", ["s"], failure_column="failure", maintenance_column="maint")
 
 

@@ -13,7 +13,11 @@ def test_asset_split_is_leak_free_and_seeded():
     codes = split_rows(table, "asset", 0.2, 0.2, seed=3)
     assets = table.frame["unit"].to_numpy()
     per_split = {c: set(assets[codes == c]) for c in SPLIT_CODES.values()}
-    assert not per_split[0] & per_split[1] and not per_split[0] & per_split[2] and not per_split[1] & per_split[2]
+    assert (
+        not per_split[0] & per_split[1]
+        and not per_split[0] & per_split[2]
+        and not per_split[1] & per_split[2]
+    )
     assert len(per_split[1]) == 4 and len(per_split[2]) == 4 and len(per_split[0]) == 12
     np.testing.assert_array_equal(codes, split_rows(table, "asset", 0.2, 0.2, seed=3))
     assert not np.array_equal(codes, split_rows(table, "asset", 0.2, 0.2, seed=4))
@@ -70,14 +74,28 @@ def test_scaler_constant_feature_and_skipped_mask():
 
 def test_condition_clustering_finds_cmapss_like_regimes():
     rng = np.random.default_rng(1)
-    centers = np.array([[42, 0.84, 100], [35, 0.84, 100], [25, 0.62, 60], [20, 0.70, 100], [10, 0.25, 100], [0, 0, 100]], float)
+    centers = np.array(
+        [
+            [42, 0.84, 100],
+            [35, 0.84, 100],
+            [25, 0.62, 60],
+            [20, 0.70, 100],
+            [10, 0.25, 100],
+            [0, 0, 100],
+        ],
+        float,
+    )
     truth = rng.integers(0, 6, 3000)
     points = centers[truth] + rng.normal(0, [0.003, 0.0003, 0.0], (3000, 3))
     import pandas as pd
 
     from plantml.data.table import SensorTable
 
-    frame = pd.DataFrame(points, columns=["op1", "op2", "op3"]).assign(unit=np.repeat(np.arange(30), 100), cycle=np.tile(np.arange(100), 30), s=rng.normal(size=3000))
+    frame = pd.DataFrame(points, columns=["op1", "op2", "op3"]).assign(
+        unit=np.repeat(np.arange(30), 100),
+        cycle=np.tile(np.arange(100), 30),
+        s=rng.normal(size=3000),
+    )
     table = SensorTable(frame, "unit", "cycle", ["s"], setting_columns=["op1", "op2", "op3"])
     train = frame["unit"].to_numpy() < 20
     cond = OperatingConditions(n_clusters=6, seed=0).fit(table, train)

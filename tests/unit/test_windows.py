@@ -25,7 +25,9 @@ def test_windows_equal_naive_reference():
     ends = window_ends(run_starts(assets), length)
     ref, ref_ends = naive_windows(x, assets, length)
     np.testing.assert_array_equal(ends, ref_ends)
-    index = WindowIndex(ends, np.zeros(len(ends), np.float32), np.zeros(len(ends), np.int64), assets[ends])
+    index = WindowIndex(
+        ends, np.zeros(len(ends), np.float32), np.zeros(len(ends), np.int64), assets[ends]
+    )
     ds = WindowDataset(x, index, length)
     batch = ds[np.arange(len(ds))]
     np.testing.assert_array_equal(batch["x"].numpy(), ref)
@@ -60,7 +62,13 @@ def test_runs_break_on_any_key():
 
 def test_padding_repeats_the_first_row():
     x = np.arange(10, dtype=np.float32).reshape(5, 2)
-    index = WindowIndex(np.array([1]), np.zeros(1, np.float32), np.zeros(1, np.int64), np.zeros(1, np.int64), starts=np.array([0]))
+    index = WindowIndex(
+        np.array([1]),
+        np.zeros(1, np.float32),
+        np.zeros(1, np.int64),
+        np.zeros(1, np.int64),
+        starts=np.array([0]),
+    )
     win = WindowDataset(x, index, 4)[np.array([0])]["x"][0].numpy()
     np.testing.assert_array_equal(win[:, 0], [0, 0, 0, 2])
 
@@ -69,7 +77,12 @@ def test_gather_memory_does_not_grow_with_window_length():
     x = np.zeros((10_000, 8), np.float32)
     for length in (10, 1000):
         ends = window_ends(np.zeros(len(x), np.int64), length)
-        index = WindowIndex(ends, np.zeros(len(ends), np.float32), np.zeros(len(ends), np.int64), np.zeros(len(ends), np.int64))
+        index = WindowIndex(
+            ends,
+            np.zeros(len(ends), np.float32),
+            np.zeros(len(ends), np.int64),
+            np.zeros(len(ends), np.int64),
+        )
         ds = WindowDataset(x, index, length)
         # the dataset holds views of the table, not copies of windows
         assert np.shares_memory(ds._windows, x)
@@ -89,7 +102,13 @@ def test_device_gather_equals_host_gather(padded):
     x = rng.normal(size=(len(assets), 3)).astype(np.float32)
     starts = run_starts(assets)
     ends = window_ends(starts, 1) if padded else window_ends(starts, 4)
-    index = WindowIndex(ends, rng.normal(size=len(ends)).astype(np.float32), ends % 3, assets[ends], starts=starts[ends] if padded else None)
+    index = WindowIndex(
+        ends,
+        rng.normal(size=len(ends)).astype(np.float32),
+        ends % 3,
+        assets[ends],
+        starts=starts[ends] if padded else None,
+    )
     host = WindowDataset(x, index, 4)
     device = WindowDataset(x, index, 4, device="cpu")
     idx = rng.permutation(len(ends))[:7]

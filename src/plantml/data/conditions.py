@@ -35,7 +35,10 @@ def kmeans(points: np.ndarray, k: int, seed: int = 0, n_init: int = 8, iters: in
         for _ in range(iters):
             labels = _nearest(points, centroids)
             moved = np.array(
-                [points[labels == j].mean(0) if np.any(labels == j) else centroids[j] for j in range(k)]
+                [
+                    points[labels == j].mean(0) if np.any(labels == j) else centroids[j]
+                    for j in range(k)
+                ]
             )
             if np.allclose(moved, centroids):
                 break

@@ -60,7 +60,9 @@ class SensorDataModule(L.LightningDataModule):
         sampler = dict(sampler or {})
         unknown = set(sampler) - {"kind", "positive_fraction"}
         if unknown:
-            raise ConfigError(f"unknown key(s) {sorted(unknown)} in data.sampler; valid: kind, positive_fraction")
+            raise ConfigError(
+                f"unknown key(s) {sorted(unknown)} in data.sampler; valid: kind, positive_fraction"
+            )
         self.sampler_kind = sampler.get("kind", "shuffle")
         self.positive_fraction = float(sampler.get("positive_fraction", 0.5))
         self.num_workers = int(num_workers)
@@ -76,9 +78,13 @@ class SensorDataModule(L.LightningDataModule):
         if self.data is None:
             self.data = self.pipeline.prepare()
             log.info("data: %s", self.data.summary())
-        if self.eval_split == "test" and self.pipeline.source.has_official_test and self.official_test is None:
-            if stage in (None, "test", "predict"):
-                self.official_test = self.pipeline.prepare_official_test()
+        if (
+            self.eval_split == "test"
+            and self.pipeline.source.has_official_test
+            and self.official_test is None
+            and stage in (None, "test", "predict")
+        ):
+            self.official_test = self.pipeline.prepare_official_test()
 
     # -- facts the task needs ------------------------------------------------------
     @property
@@ -107,8 +113,12 @@ class SensorDataModule(L.LightningDataModule):
 
     def dataset(self, split: str) -> WindowDataset:
         self.setup("test" if split == "test" else "fit")
-        data = self.official_test if split == "test" and self.official_test is not None else self.data
-        return WindowDataset(data.features, data.windows[split], data.window_length, self.gather_device())
+        data = (
+            self.official_test if split == "test" and self.official_test is not None else self.data
+        )
+        return WindowDataset(
+            data.features, data.windows[split], data.window_length, self.gather_device()
+        )
 
     # -- loaders ---------------------------------------------------------------------
     def _loader(self, dataset: WindowDataset, sampler: WindowBatchSampler) -> DataLoader:
@@ -138,7 +148,9 @@ class SensorDataModule(L.LightningDataModule):
 
     def _eval_loader(self, split: str) -> DataLoader:
         dataset = self.dataset(split)
-        return self._loader(dataset, WindowBatchSampler(len(dataset), self.eval_batch_size, "sequential"))
+        return self._loader(
+            dataset, WindowBatchSampler(len(dataset), self.eval_batch_size, "sequential")
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")
@@ -161,4 +173,3 @@ class SensorDataModule(L.LightningDataModule):
             "scaler": d.scaler.state(),
             "n_train_windows": len(d.windows["train"]),
         }
-

@@ -18,7 +18,7 @@ import pandas as pd
 from plantml.data.cleaning import clean
 from plantml.data.conditions import OperatingConditions
 from plantml.data.scaling import Scaler
-from plantml.data.sources.base import Source, check_split
+from plantml.data.sources.base import Source
 from plantml.data.splits import SPLIT_CODES, split_rows
 from plantml.data.table import SensorTable
 from plantml.data.targets import row_targets
@@ -52,7 +52,7 @@ class PreparedData:
 
     def summary(self) -> dict:
         out = {
-            "rows": int(len(self.frame)),
+            "rows": len(self.frame),
             "assets": len(self.asset_names),
             "features": list(self.feature_names),
             "conditions": list(self.condition_names),
@@ -98,7 +98,9 @@ class DataPipeline:
         self.split_cfg = _options(
             split_by, {"method": "asset", "val_fraction": 0.15, "test_fraction": 0.15}, "split_by"
         )
-        self.scaling_cfg = _options(scaling, {"method": "standard", "per_condition": False}, "scaling")
+        self.scaling_cfg = _options(
+            scaling, {"method": "standard", "per_condition": False}, "scaling"
+        )
         self.window_cfg = _options(
             window,
             {"length": 30, "stride": 1, "eval_stride": 1, "last_only": False},
@@ -148,7 +150,9 @@ class DataPipeline:
         starts = run_starts(*keys)
         windows = {}
         for split, code in SPLIT_CODES.items():
-            stride = self.window_cfg["stride"] if split == "train" else self.window_cfg["eval_stride"]
+            stride = (
+                self.window_cfg["stride"] if split == "train" else self.window_cfg["eval_stride"]
+            )
             ends = window_ends(starts, self.length, stride)
             ends = ends[codes_split[ends] == code]
             ends = ends[np.isfinite(y[ends])]
@@ -199,18 +203,32 @@ class DataPipeline:
         last = np.flatnonzero(np.r_[asset_codes[1:] != asset_codes[:-1], True])
         y = row_targets(table, **self.target_cfg)
         index = WindowIndex(
-            last, y[last].astype(np.float32), cond[last], asset_codes[last].astype(np.int64),
+            last,
+            y[last].astype(np.float32),
+            cond[last],
+            asset_codes[last].astype(np.int64),
             starts=starts[last],
         )
         short = int(np.sum(last - starts[last] + 1 < self.length))
         if short:
-            log.info("official test: %d of %d assets are shorter than the window: edge-padded", short, len(last))
+            log.info(
+                "official test: %d of %d assets are shorter than the window: edge-padded",
+                short,
+                len(last),
+            )
         return PreparedData(
-            features=features, frame=table.frame, table=table,
-            feature_names=fitted.feature_names, condition_names=fitted.condition_names,
-            asset_names=asset_names.tolist(), windows={"test": index},
-            window_length=self.length, target_kind=fitted.target_kind,
-            conditions=fitted.conditions, scaler=fitted.scaler, cleaning=report.to_dict(),
+            features=features,
+            frame=table.frame,
+            table=table,
+            feature_names=fitted.feature_names,
+            condition_names=fitted.condition_names,
+            asset_names=asset_names.tolist(),
+            windows={"test": index},
+            window_length=self.length,
+            target_kind=fitted.target_kind,
+            conditions=fitted.conditions,
+            scaler=fitted.scaler,
+            cleaning=report.to_dict(),
             fingerprint=self.source.fingerprint("test"),
         )
 
@@ -229,12 +247,14 @@ class DataPipeline:
         return x
 
     def _check_windows(self, table, windows, starts, codes_split) -> None:
-        if len(windows["train"]) and len(windows["val"]) or not self.split_cfg:
+        if (len(windows["train"]) and len(windows["val"])) or not self.split_cfg:
             return
         lengths = np.bincount(starts)[np.unique(starts)]
         longest = int(lengths.max()) if len(lengths) else 0
         for split in ("train", "val"):
-            if len(windows[split]) == 0 and (split == "train" or self.split_cfg["val_fraction"] > 0):
+            if len(windows[split]) == 0 and (
+                split == "train" or self.split_cfg["val_fraction"] > 0
+            ):
                 if self.length > longest:
                     raise DataError(
                         f"data.window.length={self.length} is longer than every asset's history "

@@ -101,7 +101,10 @@ class WindowBatchSampler:
         per_rank = math.ceil(n_batches / world)
         if self.kind == "shuffle":
             order = rng.permutation(self.n)
-            bounds = [(b * self.batch_size, min((b + 1) * self.batch_size, self.n)) for b in range(n_batches)]
+            bounds = [
+                (b * self.batch_size, min((b + 1) * self.batch_size, self.n))
+                for b in range(n_batches)
+            ]
             picks = [bounds[(rank + world * i) % n_batches] for i in range(per_rank)]
             for lo, hi in picks:
                 yield order[lo:hi]
@@ -111,7 +114,10 @@ class WindowBatchSampler:
         n_pos = rng.binomial(self.batch_size, self.positive_fraction, size=per_rank)
         for k in n_pos:
             batch = np.concatenate(
-                [rng.choice(self.positives, size=k), rng.choice(self.negatives, size=self.batch_size - k)]
+                [
+                    rng.choice(self.positives, size=k),
+                    rng.choice(self.negatives, size=self.batch_size - k),
+                ]
             )
             yield batch[rng.permutation(len(batch))]
 

@@ -24,7 +24,9 @@ class Scaler:
 
     def __init__(self, method: str = "standard", per_condition: bool = False, skip=()):
         if method not in METHODS:
-            raise ConfigError(f"unknown data.scaling.method {method!r}; use one of {', '.join(METHODS)}")
+            raise ConfigError(
+                f"unknown data.scaling.method {method!r}; use one of {', '.join(METHODS)}"
+            )
         self.method = method
         self.per_condition = per_condition
         self.skip = list(skip)
@@ -54,7 +56,9 @@ class Scaler:
                 if rows.sum() >= 2:
                     self.offset[c], self.scale[c] = self._stats(x[rows])
                 else:
-                    log.warning("condition %d has %d training rows: using global scaling", c, rows.sum())
+                    log.warning(
+                        "condition %d has %d training rows: using global scaling", c, rows.sum()
+                    )
         return self
 
     def transform(self, x: np.ndarray, conditions: np.ndarray) -> np.ndarray:

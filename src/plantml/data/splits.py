@@ -32,7 +32,9 @@ def split_rows(
     test; every asset can appear in each split, in disjoint time ranges.
     """
     if method not in METHODS:
-        raise ConfigError(f"unknown data.split_by.method {method!r}; use one of {', '.join(METHODS)}")
+        raise ConfigError(
+            f"unknown data.split_by.method {method!r}; use one of {', '.join(METHODS)}"
+        )
     for name, frac in (("val_fraction", val_fraction), ("test_fraction", test_fraction)):
         if not 0 <= frac < 1:
             raise ConfigError(f"data.split_by.{name} must be in [0, 1), got {frac}")
@@ -45,10 +47,9 @@ def split_rows(
     if method == "asset":
         assets = np.array(sorted(frame[table.asset_column].unique(), key=str), dtype=object)
         n = len(assets)
-        n_val = int(round(val_fraction * n)) if val_fraction > 0 else 0
-        n_test = int(round(test_fraction * n)) if test_fraction > 0 else 0
-        n_val = max(n_val, 1 if val_fraction > 0 else 0)
-        n_test = max(n_test, 1 if test_fraction > 0 else 0)
+        # each non-empty fraction gets at least one asset
+        n_val = max(round(val_fraction * n), 1) if val_fraction > 0 else 0
+        n_test = max(round(test_fraction * n), 1) if test_fraction > 0 else 0
         if n - n_val - n_test < 1:
             raise DataError(
                 f"{table.name} has {n} assets: too few to hold out {n_val} for val and "

@@ -129,9 +129,10 @@ class SensorTable:
         """Time values as float durations (numeric time as is; timestamps in ``time_unit``)."""
         values = np.asarray(values)
         if np.issubdtype(values.dtype, np.datetime64):
-            return values.astype("datetime64[ns]").astype(np.int64) / pd.Timedelta(
-                1, unit=self.time_unit
-            ).value
+            return (
+                values.astype("datetime64[ns]").astype(np.int64)
+                / pd.Timedelta(1, unit=self.time_unit).value
+            )
         return values.astype(np.float64)
 
     def assets(self) -> np.ndarray:

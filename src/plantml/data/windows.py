@@ -93,7 +93,13 @@ class WindowDataset(torch.utils.data.Dataset):
     device, so the host stays off the training step's critical path.
     """
 
-    def __init__(self, features: np.ndarray, index: WindowIndex, length: int, device: str | torch.device | None = None):
+    def __init__(
+        self,
+        features: np.ndarray,
+        index: WindowIndex,
+        length: int,
+        device: str | torch.device | None = None,
+    ):
         if features.dtype != np.float32 or not features.flags["C_CONTIGUOUS"]:
             features = np.ascontiguousarray(features, dtype=np.float32)
         self.features = features
@@ -130,7 +136,12 @@ class WindowDataset(torch.utils.data.Dataset):
         rows = t["ends"][i, None] + t["offsets"]
         if self.padded:
             rows = torch.maximum(rows, t["starts"][i, None])
-        return {"x": t["features"][rows], "y": t["y"][i], "condition": t["condition"][i], "asset": t["asset"][i]}
+        return {
+            "x": t["features"][rows],
+            "y": t["y"][i],
+            "condition": t["condition"][i],
+            "asset": t["asset"][i],
+        }
 
     def __len__(self) -> int:
         return len(self.index)

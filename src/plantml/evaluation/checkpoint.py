@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from plantml.builders import _instantiate, build_datamodule, build_task
+from plantml.builders import build_datamodule, build_task, build_trainer, instantiate
 from plantml.errors import CheckpointError, ConfigError
 from plantml.evaluation.report import print_results
 from plantml.training import flatten_results, write_json
@@ -79,7 +79,12 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     values = []
     for override in parsed:
         key = override.key_or_group
-        if key in GROUPS and "." not in key and isinstance(override.value(), str) and not override.is_add():
+        if (
+            key in GROUPS
+            and "." not in key
+            and isinstance(override.value(), str)
+            and not override.is_add()
+        ):
             with open_dict(cfg):
                 cfg[key] = _group_option(key, override.value())
         else:
@@ -113,11 +118,13 @@ def evaluate_checkpoint(eval_cfg: DictConfig, overrides: list[str]) -> dict:
         )
     split = datamodule.eval_split
     task.test_prefix = split
-    bar = cfg.get("callbacks", {}).get("progress_bar") or {"_target_": "lightning.pytorch.callbacks.RichProgressBar"}
-    progress = _instantiate(OmegaConf.create(bar), "the progress bar (callbacks.progress_bar)")
+    bar = cfg.get("callbacks", {}).get("progress_bar") or {
+        "_target_": "lightning.pytorch.callbacks.RichProgressBar"
+    }
+    progress = instantiate(OmegaConf.create(bar), "the progress bar (callbacks.progress_bar)")
     with open_dict(cfg):
         cfg.trainer.default_root_dir = str(output_dir)
-    trainer = _instantiate(cfg.trainer, "the trainer (trainer=...)", callbacks=[progress], logger=False)
+    trainer = build_trainer(cfg, [progress], [])
     trainer.test(task, datamodule=datamodule, verbose=False)
     metrics = flatten_results(task.results)
     metrics["checkpoint"] = str(ckpt)

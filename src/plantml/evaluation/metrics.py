@@ -92,6 +92,7 @@ def evaluate(
 
     ``pred`` is the RUL estimate or the failure probability.
     """
+
     def one(mask: torch.Tensor | None) -> dict:
         p, t = (pred, target) if mask is None else (pred[mask], target[mask])
         if kind == "rul":

@@ -9,9 +9,18 @@ from rich.table import Table
 
 # metric → column heading, in display order
 COLUMNS = {
-    "rmse": "RMSE", "mae": "MAE", "score": "PHM08 score", "bias": "bias",
-    "f1": "F1", "precision": "precision", "recall": "recall", "auroc": "AUROC", "auprc": "AUPRC",
-    "false_alarms_per_1000": "false alarms /1000", "positives": "positives", "n": "windows",
+    "rmse": "RMSE",
+    "mae": "MAE",
+    "score": "PHM08 score",
+    "bias": "bias",
+    "f1": "F1",
+    "precision": "precision",
+    "recall": "recall",
+    "auroc": "AUROC",
+    "auprc": "AUPRC",
+    "false_alarms_per_1000": "false alarms /1000",
+    "positives": "positives",
+    "n": "windows",
 }
 
 
@@ -31,7 +40,10 @@ def _metric_names(rows: list[dict]) -> list[str]:
 def results_tables(metrics: dict, title: str = "results") -> list[Table]:
     """An overall table (one row per split) and a per-condition table per split."""
     splits = sorted({k.split("/", 1)[0] for k in metrics if "/" in k and not k.startswith("train")})
-    overall = {s: {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(f"{s}/")} for s in splits}
+    overall = {
+        s: {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(f"{s}/")}
+        for s in splits
+    }
     names = _metric_names(list(overall.values()))
     tables = []
     table = Table(title=title, title_justify="left")

@@ -45,7 +45,10 @@ class LSTMModel(nn.Module):
         width = hidden_size * (2 if bidirectional else 1)
         if head_size:
             self.head = nn.Sequential(
-                nn.Linear(width, head_size), nn.ReLU(), nn.Dropout(dropout), nn.Linear(head_size, out_features)
+                nn.Linear(width, head_size),
+                nn.ReLU(),
+                nn.Dropout(dropout),
+                nn.Linear(head_size, out_features),
             )
         else:
             self.head = nn.Linear(width, out_features)

@@ -69,7 +69,14 @@ class SensorTask(L.LightningModule):
     # -- steps -------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         loss = self.loss(self(batch["x"]), batch["y"])
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=len(batch["y"]))
+        self.log(
+            "train/loss",
+            loss,
+            on_step=True,
+            on_epoch=True,
+            prog_bar=True,
+            batch_size=len(batch["y"]),
+        )
         return loss
 
     def _eval_step(self, batch: dict, prefix: str) -> None:
@@ -128,13 +135,23 @@ class SensorTask(L.LightningModule):
         if split == "val":
             self.on_eval_results(split, out["pred"], out["y"])
         result = evaluate(
-            self.kind, out["pred"], out["y"], out["condition"], self.condition_names, self.threshold_value()
+            self.kind,
+            out["pred"],
+            out["y"],
+            out["condition"],
+            self.condition_names,
+            self.threshold_value(),
         )
         self.results[split] = result
         for name, value in result["overall"].items():
             if isinstance(value, float) and name not in ("tp", "fp", "tn", "fn"):
                 # identical on every rank (gathered above); sync_dist only keeps Lightning quiet
-                self.log(f"{split}/{name}", value, prog_bar=name in ("rmse", "f1", "auprc"), sync_dist=True)
+                self.log(
+                    f"{split}/{name}",
+                    value,
+                    prog_bar=name in ("rmse", "f1", "auprc"),
+                    sync_dist=True,
+                )
 
     # -- optimisation ----------------------------------------------------------------
     def configure_optimizers(self):

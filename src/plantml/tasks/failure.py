@@ -45,7 +45,9 @@ class FailureTask(SensorTask):
         super().__init__(model, optimizer, scheduler, condition_names)
         self.loss_fn = classification_loss(loss, pos_weight, focal_gamma, focal_alpha)
         self.auto_threshold = threshold == "auto"
-        self.register_buffer("threshold", torch.tensor(0.5 if self.auto_threshold else float(threshold)))
+        self.register_buffer(
+            "threshold", torch.tensor(0.5 if self.auto_threshold else float(threshold))
+        )
 
     def postprocess(self, output: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(output.float())

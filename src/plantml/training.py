@@ -21,23 +21,27 @@ log = logging.getLogger(__name__)
 
 
 class ThroughputMonitor(Callback):
-    """Training windows per second, over the whole fit (the first batches excluded)."""
+    """Training windows per second: end of one batch to the end of the next.
+
+    The span covers loading the batch, the step and every hook; the first
+    batches of each epoch are left out as warm-up, and validation never counts.
+    """
 
     def __init__(self, warmup_batches: int = 5):
         self.warmup = warmup_batches
         self.windows = 0
         self.seconds = 0.0
-        self._seen = 0
-        self._t0: float | None = None
+        self._last: float | None = None
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        self._t0 = time.perf_counter()
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._last = None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        self._seen += 1
-        if self._t0 is not None and self._seen > self.warmup:
-            self.seconds += time.perf_counter() - self._t0
+        now = time.perf_counter()
+        if self._last is not None and batch_idx >= self.warmup:
+            self.seconds += now - self._last
             self.windows += len(batch["y"])
+        self._last = now
 
     @property
     def windows_per_second(self) -> float | None:

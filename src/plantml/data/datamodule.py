@@ -87,21 +87,9 @@ class SensorDataModule(L.LightningDataModule):
             self.official_test = self.pipeline.prepare_official_test()
 
     # -- facts the task needs ------------------------------------------------------
-    @property
-    def n_features(self) -> int:
-        self.setup()
-        return len(self.data.feature_names)
-
     def pos_weight(self) -> float:
         self.setup()
         return positive_weight(self.data.windows["train"].targets)
-
-    def eval_data(self) -> tuple[PreparedData, str]:
-        """The prepared data and split that evaluation scores."""
-        self.setup("test")
-        if self.eval_split == "test" and self.official_test is not None:
-            return self.official_test, "test"
-        return self.data, self.eval_split
 
     def gather_device(self) -> torch.device | None:
         """The accelerator to gather batches on, when training on one (else None: host)."""

@@ -65,6 +65,20 @@ class PreparedData:
         return out
 
 
+def _runs(table: SensorTable, *keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(asset names, asset code per row, first row of each row's contiguous run).
+
+    A run is a stretch of rows sharing asset, segment and any extra ``keys``
+    (the split); windows never cross a run boundary.
+    """
+    assets = table.frame[table.asset_column].to_numpy().astype(str)
+    asset_names, asset_codes = np.unique(assets, return_inverse=True)
+    keys = (asset_codes, *keys)
+    if table.segment_column:
+        keys = (*keys, table.frame[table.segment_column].to_numpy())
+    return asset_names, asset_codes, run_starts(*keys)
+
+
 def _options(cfg: Mapping | None, defaults: dict, where: str) -> dict:
     cfg = dict(cfg or {})
     unknown = sorted(set(cfg) - set(defaults))
@@ -141,13 +155,8 @@ class DataPipeline:
         cond = conditions.assign(table)
         raw_x = self._feature_matrix(table, feature_names)
         scaler.fit(raw_x[train_rows], cond[train_rows], len(conditions.names))
-        assets = table.frame[table.asset_column].to_numpy()
-        asset_names, asset_codes = np.unique(assets.astype(str), return_inverse=True)
+        asset_names, asset_codes, starts = _runs(table, codes_split)
         y = row_targets(table, **self.target_cfg)
-        keys = [asset_codes, codes_split]
-        if table.segment_column:
-            keys.append(table.frame[table.segment_column].to_numpy())
-        starts = run_starts(*keys)
         windows = {}
         for split, code in SPLIT_CODES.items():
             stride = (
@@ -161,7 +170,7 @@ class DataPipeline:
             windows[split] = WindowIndex(
                 ends, y[ends].astype(np.float32), cond[ends], asset_codes[ends].astype(np.int64)
             )
-        self._check_windows(table, windows, starts, codes_split)
+        self._check_windows(table, windows, starts)
         self.fitted = PreparedData(
             features=scaler.transform(raw_x, cond),
             frame=table.frame,
@@ -194,12 +203,7 @@ class DataPipeline:
             raise DataError(f"the test data lacks the training features {missing}")
         cond = fitted.conditions.assign(table)
         features = fitted.scaler.transform(self._feature_matrix(table, fitted.feature_names), cond)
-        assets = table.frame[table.asset_column].to_numpy().astype(str)
-        asset_names, asset_codes = np.unique(assets, return_inverse=True)
-        keys = [asset_codes]
-        if table.segment_column:
-            keys.append(table.frame[table.segment_column].to_numpy())
-        starts = run_starts(*keys)
+        asset_names, asset_codes, starts = _runs(table)
         last = np.flatnonzero(np.r_[asset_codes[1:] != asset_codes[:-1], True])
         y = row_targets(table, **self.target_cfg)
         index = WindowIndex(
@@ -246,23 +250,31 @@ class DataPipeline:
             )
         return x
 
-    def _check_windows(self, table, windows, starts, codes_split) -> None:
-        if (len(windows["train"]) and len(windows["val"])) or not self.split_cfg:
-            return
-        lengths = np.bincount(starts)[np.unique(starts)]
-        longest = int(lengths.max()) if len(lengths) else 0
-        for split in ("train", "val"):
-            if len(windows[split]) == 0 and (
-                split == "train" or self.split_cfg["val_fraction"] > 0
-            ):
-                if self.length > longest:
-                    raise DataError(
-                        f"data.window.length={self.length} is longer than every asset's history "
-                        f"in {table.name} (the longest contiguous run is {longest} rows); "
-                        f"use data.window.length <= {longest}"
-                    )
+    def _check_windows(self, table: SensorTable, windows: dict, starts: np.ndarray) -> None:
+        """Warn about histories too short for a window; fail when a split gets none."""
+        first = np.flatnonzero(np.r_[True, starts[1:] != starts[:-1]])
+        lengths = np.diff(np.r_[first, len(starts)])
+        short = int((lengths < self.length).sum())
+        if short:
+            log.warning(
+                "%d of %d contiguous runs (asset, segment, split) are shorter than the window "
+                "(%d rows) and give no windows",
+                short,
+                len(lengths),
+                self.length,
+            )
+        needed = ["train"] + (["val"] if self.split_cfg["val_fraction"] > 0 else [])
+        for split in needed:
+            if len(windows[split]):
+                continue
+            if self.length > lengths.max():
                 raise DataError(
-                    f"no {split} windows: the {split} assets have no window of "
-                    f"{self.length} rows with a known target; shorten data.window.length, "
-                    "change data.target.horizon or the split fractions"
+                    f"data.window.length={self.length} is longer than every asset's history "
+                    f"in {table.name} (the longest contiguous run is {lengths.max()} rows); "
+                    f"use data.window.length <= {lengths.max()}"
                 )
+            raise DataError(
+                f"no {split} windows: the {split} assets have no window of {self.length} rows "
+                "with a known target; shorten data.window.length, change data.target.horizon "
+                "or the split fractions (data.split_by)"
+            )

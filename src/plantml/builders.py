@@ -98,6 +98,19 @@ def build_list(node: DictConfig | None, what: str) -> list:
     ]
 
 
+def check_trainer(cfg: DictConfig) -> None:
+    """Fail fast (before data preparation) when the asked-for accelerator is not there."""
+    import torch
+
+    accelerator = str(cfg.trainer.get("accelerator", "cpu"))
+    if accelerator in ("gpu", "cuda") and not torch.cuda.is_available():
+        raise ConfigError(
+            f"trainer.accelerator={accelerator} needs a CUDA GPU, but torch sees none "
+            f"(torch {torch.__version__}, CUDA build {torch.version.cuda}); use trainer=cpu, "
+            "or trainer=ddp trainer.accelerator=cpu for several CPU processes"
+        )
+
+
 def build_trainer(cfg: DictConfig, callbacks: list, loggers: list):
     """The Lightning Trainer of ``cfg.trainer``."""
     import torch

@@ -12,7 +12,13 @@ from lightning.pytorch.callbacks import Callback, ModelCheckpoint
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from plantml.builders import build_datamodule, build_list, build_task, build_trainer
+from plantml.builders import (
+    build_datamodule,
+    build_list,
+    build_task,
+    build_trainer,
+    check_trainer,
+)
 from plantml.evaluation.metrics import clean_json
 from plantml.evaluation.report import print_results
 from plantml.lineage import lineage
@@ -89,6 +95,7 @@ def _checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
 def train(cfg: DictConfig) -> dict:
     """Train, pick the best checkpoint, score it; returns the metrics written to metrics.json."""
     output_dir = Path(cfg.paths.output_dir)
+    check_trainer(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")

@@ -53,3 +53,17 @@ def test_table_source_from_config_alone(tmp_path):
         expect_ok=False,
     )
     assert proc.returncode == 2 and "column 'pump' (data.asset_column) not found" in proc.stderr
+
+
+def test_gpu_trainer_without_a_gpu(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        import pytest
+
+        pytest.skip("a GPU is present")
+    proc = run_cli("plantml-train", "trainer=gpu", "logger=csv", cwd=tmp_path, expect_ok=False)
+    assert proc.returncode == 2
+    assert (
+        "trainer.accelerator=gpu needs a CUDA GPU" in proc.stderr and "trainer=cpu" in proc.stderr
+    )

@@ -17,7 +17,11 @@ def test_every_package_is_listed():
         ".".join(p.parent.relative_to(REPO / "src").parts)
         for p in (REPO / "src").rglob("__init__.py")
     }
-    groups = {f"plantml.configs.{p.name}" for p in (REPO / "configs").iterdir() if p.is_dir() and p.name != "__pycache__"}
+    groups = {
+        f"plantml.configs.{p.name}"
+        for p in (REPO / "configs").iterdir()
+        if p.is_dir() and p.name != "__pycache__"
+    }
     assert found | {"plantml.configs"} | groups == listed
 
 

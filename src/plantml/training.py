@@ -20,6 +20,7 @@ from plantml.builders import (
     check_trainer,
 )
 from plantml.evaluation.metrics import clean_json
+from plantml.evaluation.outputs import write_outputs
 from plantml.evaluation.report import print_results
 from plantml.lineage import lineage
 
@@ -139,6 +140,7 @@ def train(cfg: DictConfig) -> dict:
     metrics["best_checkpoint"] = best
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", metrics)
+        write_outputs(output_dir, task, datamodule, metrics)
         print_results(
             metrics, title=f"{cfg.get('run_name', 'run')}: results", output_dir=output_dir
         )

@@ -6,6 +6,7 @@ import gzip
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from plantml.data.sources.cmapss import CMAPSSSource
@@ -117,6 +118,11 @@ def test_cmapss_rul_train_then_eval_on_official_test(tmp_path):
     m = metrics(ev)
     assert m["test/n"] == len(truth)  # the last window of each test unit
     assert m["test/rmse"] > 0 and m["test/score"] > 0
+    predictions = pd.read_csv(ev / "predictions_test.csv")
+    assert predictions["target"].tolist() == truth  # one row per test unit, in unit order
+    assert (ev / "rul_trajectories_test.png").is_file() and (
+        run / "rul_trajectories_val.png"
+    ).is_file()
 
 
 @pytest.mark.real_data

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 import yaml
@@ -45,6 +46,20 @@ def test_train_writes_the_run_folder(trained):
     assert lineage["packages"]["torch"].startswith("2.11")
     assert "cleaning" in lineage and lineage["cleaning"]["dedupe"]["rows_removed"] > 0
     assert "F1" in proc.stdout and "by operating condition" in proc.stdout
+    predictions = pd.read_csv(run / "predictions_val.csv")
+    assert list(predictions.columns) == [
+        "asset",
+        "time",
+        "condition",
+        "target",
+        "prediction",
+        "alarm",
+    ]
+    assert (
+        len(predictions) == m["val/n"] and predictions["alarm"].sum() == m["val/tp"] + m["val/fp"]
+    )
+    for png in ("by_condition.png", "precision_recall_val.png", "precision_recall_test.png"):
+        assert (run / png).read_bytes()[:4] == b"\x89PNG"
 
 
 def test_eval_reuses_the_run_config_with_overrides(trained):

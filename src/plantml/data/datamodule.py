@@ -99,11 +99,15 @@ class SensorDataModule(L.LightningDataModule):
         device = trainer.strategy.root_device
         return device if device.type == "cuda" else None
 
-    def dataset(self, split: str) -> WindowDataset:
+    def prepared(self, split: str) -> PreparedData:
+        """The prepared data holding ``split``'s windows (the official test set when loaded)."""
         self.setup("test" if split == "test" else "fit")
-        data = (
-            self.official_test if split == "test" and self.official_test is not None else self.data
-        )
+        if split == "test" and self.official_test is not None:
+            return self.official_test
+        return self.data
+
+    def dataset(self, split: str) -> WindowDataset:
+        data = self.prepared(split)
         return WindowDataset(
             data.features, data.windows[split], data.window_length, self.gather_device()
         )

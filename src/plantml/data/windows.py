@@ -86,7 +86,8 @@ class WindowDataset(torch.utils.data.Dataset):
     ``dataset[i]`` gives one window; ``dataset[array_of_i]`` gives a whole
     batch in one gather, which is how :class:`~plantml.data.sampling.WindowBatchSampler`
     feeds it. Items are dicts: ``x`` (batch, time, channels) float32, ``y``
-    (batch,), ``condition`` (batch,), ``asset`` (batch,).
+    (batch,), ``condition`` (batch,), ``asset`` (batch,) and ``end`` (batch,),
+    the table row of each window's last step.
 
     With ``device`` (e.g. ``cuda``) the table and labels live on that device
     and batches are gathered there: per batch only the indices cross to the
@@ -128,6 +129,7 @@ class WindowDataset(torch.utils.data.Dataset):
                 "y": to(self._y),
                 "condition": to(self._cond),
                 "asset": to(self._asset),
+                "end": to(index.ends.astype(np.int64)),
             }
 
     def _device_batch(self, idx: np.ndarray) -> dict[str, torch.Tensor]:
@@ -141,6 +143,7 @@ class WindowDataset(torch.utils.data.Dataset):
             "y": t["y"][i],
             "condition": t["condition"][i],
             "asset": t["asset"][i],
+            "end": t["end"][i],
         }
 
     def __len__(self) -> int:
@@ -169,6 +172,7 @@ class WindowDataset(torch.utils.data.Dataset):
             "y": torch.from_numpy(self._y.take(idx)),
             "condition": torch.from_numpy(self._cond.take(idx)),
             "asset": torch.from_numpy(self._asset.take(idx)),
+            "end": torch.from_numpy(self.index.ends.take(idx)),
         }
         if single:
             return {k: v[0] for k, v in batch.items()}

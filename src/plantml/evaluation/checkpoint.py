@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from plantml.builders import build_datamodule, build_task, build_trainer, instantiate
 from plantml.errors import CheckpointError, ConfigError
+from plantml.evaluation.outputs import write_outputs
 from plantml.evaluation.report import print_results
 from plantml.training import flatten_results, write_json
 
@@ -132,5 +133,6 @@ def evaluate_checkpoint(eval_cfg: DictConfig, overrides: list[str]) -> dict:
         output_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
         write_json(output_dir / "metrics.json", metrics)
+        write_outputs(output_dir, task, datamodule, metrics)
         print_results(metrics, title=f"evaluation of {ckpt}", output_dir=output_dir)
     return metrics

@@ -14,7 +14,6 @@ from torchmetrics.functional.classification import (
     binary_auroc,
     binary_average_precision,
     binary_precision_recall_curve,
-    binary_stat_scores,
 )
 from torchmetrics.functional.regression import mean_absolute_error, mean_squared_error
 
@@ -53,12 +52,15 @@ def best_f1_threshold(prob: torch.Tensor, target: torch.Tensor) -> float:
 
 
 def classification_metrics(prob: torch.Tensor, target: torch.Tensor, threshold: float) -> dict:
-    """Precision, recall, F1 at ``threshold``; AUROC, AUPRC; false alarms per 1000 windows."""
+    """Precision, recall, F1 with alarms at ``prob >= threshold``; AUROC, AUPRC; false alarms per 1000 windows."""
     n = len(target)
     if n == 0:
         return {"n": 0}
     target = target.long()
-    tp, fp, tn, fn, _ = (int(v) for v in binary_stat_scores(prob, target, threshold=threshold))
+    alarm = prob >= threshold  # the same rule as the precision-recall curve and the edge runtime
+    positive = target == 1
+    tp, fp = int((alarm & positive).sum()), int((alarm & ~positive).sum())
+    fn, tn = int((~alarm & positive).sum()), int((~alarm & ~positive).sum())
     precision = tp / (tp + fp) if tp + fp else None
     recall = tp / (tp + fn) if tp + fn else None
     f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None

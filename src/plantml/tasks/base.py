@@ -43,6 +43,7 @@ class SensorTask(L.LightningModule):
         self.condition_names = list(condition_names or ["all"])
         self.test_prefix = "test"
         self.results: dict[str, dict] = {}
+        self.predictions: dict[str, dict[str, torch.Tensor]] = {}  # the last pass of each split
         self._outputs: list[dict] = []
 
     # -- the job ---------------------------------------------------------------------
@@ -89,6 +90,7 @@ class SensorTask(L.LightningModule):
                 "y": batch["y"].detach().float().cpu(),
                 "condition": batch["condition"].detach().cpu(),
                 "asset": batch["asset"].detach().cpu(),
+                "end": batch["end"].detach().cpu(),
             }
         )
 
@@ -104,6 +106,7 @@ class SensorTask(L.LightningModule):
             "y": batch["y"],
             "condition": batch["condition"],
             "asset": batch["asset"],
+            "end": batch["end"],
         }
 
     def on_validation_epoch_start(self) -> None:
@@ -143,6 +146,7 @@ class SensorTask(L.LightningModule):
             self.threshold_value(),
         )
         self.results[split] = result
+        self.predictions[split] = out
         for name, value in result["overall"].items():
             if isinstance(value, float) and name not in ("tp", "fp", "tn", "fn"):
                 # identical on every rank (gathered above); sync_dist only keeps Lightning quiet

@@ -1,0 +1,148 @@
+"""What an evaluation leaves beside metrics.json: per-window predictions and plots."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from plantml.data.pipeline import PreparedData
+
+log = logging.getLogger(__name__)
+
+
+def predictions_frame(
+    out: dict[str, torch.Tensor], data: PreparedData, kind: str, threshold: float
+) -> pd.DataFrame:
+    """One row per scored window: asset, time of the window's end, condition, truth, prediction."""
+    ends = out["end"].numpy()
+    table = data.table
+    names = np.array([*data.condition_names, "unseen"], dtype=object)
+    codes = out["condition"].numpy()
+    frame = pd.DataFrame(
+        {
+            "asset": data.frame[table.asset_column].to_numpy()[ends],
+            "time": data.frame[table.time_column].to_numpy()[ends],
+            "condition": names[np.where(codes >= 0, codes, len(names) - 1)],
+            "target": out["y"].numpy(),
+            "prediction": out["pred"].numpy(),
+        }
+    )
+    if kind == "failure":
+        frame["alarm"] = (frame["prediction"] >= threshold).astype(np.int8)
+    return frame.sort_values(["asset", "time"], kind="stable").reset_index(drop=True)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_by_condition(metrics: dict, kind: str, path: Path) -> None:
+    """Bars of the headline metrics per operating condition, one group per split."""
+    plt = _plt()
+    names = ("rmse", "mae") if kind == "rul" else ("recall", "precision", "f1")
+    splits = list(metrics.get("by_condition", {}))
+    fig, axes = plt.subplots(1, len(splits), figsize=(5 * len(splits), 3.6), squeeze=False)
+    for ax, split in zip(axes[0], splits, strict=True):
+        by_cond = metrics["by_condition"][split]
+        conds = list(by_cond)
+        x = np.arange(len(conds))
+        width = 0.8 / len(names)
+        for i, name in enumerate(names):
+            values = [by_cond[c].get(name) or 0.0 for c in conds]
+            ax.bar(x + i * width, values, width, label=name)
+            overall = metrics.get(f"{split}/{name}")
+            if overall is not None:
+                ax.axhline(overall, color=f"C{i}", linestyle="--", linewidth=0.8)
+        ax.set_xticks(x + width * (len(names) - 1) / 2)
+        ax.set_xticklabels([f"{c}\n(n={by_cond[c].get('n', 0)})" for c in conds], fontsize=8)
+        ax.set_title(f"{split}: by operating condition (dashed: overall)")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_rul_trajectories(pred: pd.DataFrame, path: Path, n_assets: int = 6) -> None:
+    """Predicted against true RUL along the trajectories of a few assets."""
+    plt = _plt()
+    assets = pred["asset"].drop_duplicates().to_numpy()[:n_assets]
+    cols = min(3, len(assets))
+    rows = int(np.ceil(len(assets) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
+    for ax, asset in zip(axes.flat, assets, strict=False):
+        one = pred[pred["asset"] == asset]
+        ax.plot(one["time"], one["target"], color="k", label="true")
+        ax.plot(one["time"], one["prediction"], color="C1", label="predicted")
+        ax.set_title(str(asset), fontsize=9)
+        ax.set_ylabel("RUL")
+    for ax in list(axes.flat)[len(assets) :]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_precision_recall(pred: pd.DataFrame, threshold: float, path: Path) -> None:
+    """Precision-recall curve, overall and per condition, with the alarm threshold marked."""
+    from torchmetrics.functional.classification import binary_precision_recall_curve
+
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    groups = [("overall", pred), *pred.groupby("condition")]
+    for i, (name, part) in enumerate(groups):
+        y = torch.as_tensor(part["target"].to_numpy()).long()
+        if y.sum() == 0 or y.sum() == len(y):
+            continue
+        p, r, _ = binary_precision_recall_curve(torch.as_tensor(part["prediction"].to_numpy()), y)
+        ax.plot(
+            r, p, label=str(name), linewidth=2 if i == 0 else 1, color="k" if i == 0 else f"C{i}"
+        )
+    alarms = pred["prediction"] >= threshold
+    positives = pred["target"] > 0.5
+    if alarms.any() and positives.any():
+        ax.scatter(
+            [(alarms & positives).sum() / positives.sum()],
+            [(alarms & positives).sum() / alarms.sum()],
+            color="red",
+            zorder=3,
+            label=f"threshold {threshold:.3f}",
+        )
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def write_outputs(output_dir: Path, task, datamodule, metrics: dict) -> list[Path]:
+    """predictions_<split>.csv and PNG plots for every split the task scored last."""
+    written = []
+    threshold = task.threshold_value()
+    for split, out in task.predictions.items():
+        pred = predictions_frame(out, datamodule.prepared(split), task.kind, threshold)
+        path = output_dir / f"predictions_{split}.csv"
+        pred.to_csv(path, index=False)
+        written.append(path)
+        if task.kind == "rul":
+            plot_rul_trajectories(pred, output_dir / f"rul_trajectories_{split}.png")
+            written.append(output_dir / f"rul_trajectories_{split}.png")
+        else:
+            plot_precision_recall(pred, threshold, output_dir / f"precision_recall_{split}.png")
+            written.append(output_dir / f"precision_recall_{split}.png")
+    if metrics.get("by_condition"):
+        plot_by_condition(metrics, task.kind, output_dir / "by_condition.png")
+        written.append(output_dir / "by_condition.png")
+    return written

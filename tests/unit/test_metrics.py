@@ -1,0 +1,62 @@
+"""Metrics against hand-computed examples."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from plantml.evaluation.metrics import (
+    best_f1_threshold,
+    classification_metrics,
+    evaluate,
+    phm08_score,
+    regression_metrics,
+)
+
+
+def test_regression_by_hand():
+    pred = torch.tensor([10.0, 20.0, 35.0])
+    true = torch.tensor([12.0, 20.0, 30.0])
+    m = regression_metrics(pred, true)
+    assert m["rmse"] == pytest.approx(math.sqrt((4 + 0 + 25) / 3))
+    assert m["mae"] == pytest.approx(7 / 3)
+    assert m["bias"] == pytest.approx(1.0)
+    # early by 2: exp(2/13) - 1; exact: 0; late by 5: exp(5/10) - 1
+    assert m["score"] == pytest.approx(math.exp(2 / 13) - 1 + math.exp(0.5) - 1)
+    assert phm08_score(torch.tensor([0.0]), torch.tensor([10.0])) < phm08_score(
+        torch.tensor([20.0]), torch.tensor([10.0])
+    )
+
+
+def test_classification_by_hand():
+    prob = torch.tensor([0.9, 0.8, 0.4, 0.3, 0.6, 0.1])
+    y = torch.tensor([1, 1, 1, 0, 0, 0])
+    m = classification_metrics(prob, y, threshold=0.6)  # alarms: 0.9, 0.8, 0.6 (>= threshold)
+    assert (m["tp"], m["fp"], m["fn"], m["tn"]) == (2, 1, 1, 2)
+    assert m["precision"] == pytest.approx(2 / 3) and m["recall"] == pytest.approx(2 / 3)
+    assert m["f1"] == pytest.approx(2 / 3)
+    assert m["false_alarms_per_1000"] == pytest.approx(1000 / 6)
+    assert m["auroc"] == pytest.approx(8 / 9)  # 8 of 9 (positive, negative) pairs ranked right
+
+
+def test_best_threshold_is_applied_with_the_same_rule():
+    prob = torch.tensor([0.9, 0.7, 0.7, 0.2, 0.1])
+    y = torch.tensor([1, 1, 0, 0, 0])
+    t = best_f1_threshold(prob, y)
+    m = classification_metrics(prob, y, t)
+    assert t == pytest.approx(0.7) and m["tp"] + m["fp"] == int((prob >= t).sum())
+
+
+def test_undefined_metrics_are_none_not_nan():
+    m = classification_metrics(torch.tensor([0.2, 0.9]), torch.tensor([0, 0]), 0.5)
+    assert m["auroc"] is None and m["recall"] is None and m["precision"] == 0.0
+
+
+def test_per_condition_split_and_counts():
+    pred = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    y = torch.tensor([1.0, 2.0, 5.0, 4.0])
+    out = evaluate("rul", pred, y, torch.tensor([0, 0, 1, -1]), ["a", "b"])
+    assert out["by_condition"]["a"]["rmse"] == 0.0 and out["by_condition"]["b"]["rmse"] == 2.0
+    assert out["by_condition"]["unseen"]["n"] == 1 and out["overall"]["n"] == 4

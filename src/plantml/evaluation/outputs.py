@@ -71,7 +71,9 @@ def plot_by_condition(metrics: dict, kind: str, path: Path) -> None:
     plt.close(fig)
 
 
-def plot_rul_trajectories(pred: pd.DataFrame, path: Path, n_assets: int = 6) -> None:
+def plot_rul_trajectories(
+    pred: pd.DataFrame, path: Path, time_label: str = "time", n_assets: int = 6
+) -> None:
     """Predicted against true RUL along the trajectories of a few assets."""
     plt = _plt()
     assets = pred["asset"].drop_duplicates().to_numpy()[:n_assets]
@@ -84,6 +86,7 @@ def plot_rul_trajectories(pred: pd.DataFrame, path: Path, n_assets: int = 6) -> 
         ax.plot(one["time"], one["prediction"], color="C1", label="predicted")
         ax.set_title(str(asset), fontsize=9)
         ax.set_ylabel("RUL")
+        ax.set_xlabel(time_label, fontsize=8)
     for ax in list(axes.flat)[len(assets) :]:
         ax.set_visible(False)
     axes.flat[0].legend(fontsize=8)
@@ -137,7 +140,8 @@ def write_outputs(output_dir: Path, task, datamodule, metrics: dict) -> list[Pat
         pred.to_csv(path, index=False)
         written.append(path)
         if task.kind == "rul":
-            plot_rul_trajectories(pred, output_dir / f"rul_trajectories_{split}.png")
+            time_label = datamodule.prepared(split).table.time_column
+            plot_rul_trajectories(pred, output_dir / f"rul_trajectories_{split}.png", time_label)
             written.append(output_dir / f"rul_trajectories_{split}.png")
         else:
             plot_precision_recall(pred, threshold, output_dir / f"precision_recall_{split}.png")

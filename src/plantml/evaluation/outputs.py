@@ -36,21 +36,19 @@ def predictions_frame(
     return frame.sort_values(["asset", "time"], kind="stable").reset_index(drop=True)
 
 
-def _plt():
-    import matplotlib
+def _figure(**kwargs):
+    """A figure that does not touch pyplot's global state or backend (safe in notebooks)."""
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    return plt
+    return Figure(**kwargs)
 
 
 def plot_by_condition(metrics: dict, kind: str, path: Path) -> None:
     """Bars of the headline metrics per operating condition, one group per split."""
-    plt = _plt()
     names = ("rmse", "mae") if kind == "rul" else ("recall", "precision", "f1")
     splits = list(metrics.get("by_condition", {}))
-    fig, axes = plt.subplots(1, len(splits), figsize=(5 * len(splits), 3.6), squeeze=False)
+    fig = _figure(figsize=(5 * len(splits), 3.6))
+    axes = fig.subplots(1, len(splits), squeeze=False)
     for ax, split in zip(axes[0], splits, strict=True):
         by_cond = metrics["by_condition"][split]
         conds = list(by_cond)
@@ -68,18 +66,17 @@ def plot_by_condition(metrics: dict, kind: str, path: Path) -> None:
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_rul_trajectories(
     pred: pd.DataFrame, path: Path, time_label: str = "time", n_assets: int = 6
 ) -> None:
     """Predicted against true RUL along the trajectories of a few assets."""
-    plt = _plt()
     assets = pred["asset"].drop_duplicates().to_numpy()[:n_assets]
     cols = min(3, len(assets))
     rows = int(np.ceil(len(assets) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
+    fig = _figure(figsize=(4.2 * cols, 2.8 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax, asset in zip(axes.flat, assets, strict=False):
         one = pred[pred["asset"] == asset]
         ax.plot(one["time"], one["target"], color="k", label="true")
@@ -92,15 +89,14 @@ def plot_rul_trajectories(
     axes.flat[0].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def plot_precision_recall(pred: pd.DataFrame, threshold: float, path: Path) -> None:
     """Precision-recall curve, overall and per condition, with the alarm threshold marked."""
     from torchmetrics.functional.classification import binary_precision_recall_curve
 
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(5.5, 4.2))
+    fig = _figure(figsize=(5.5, 4.2))
+    ax = fig.subplots()
     groups = [("overall", pred), *pred.groupby("condition")]
     for i, (name, part) in enumerate(groups):
         y = torch.as_tensor(part["target"].to_numpy()).long()
@@ -127,7 +123,6 @@ def plot_precision_recall(pred: pd.DataFrame, threshold: float, path: Path) -> N
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def write_outputs(output_dir: Path, task, datamodule, metrics: dict) -> list[Path]:

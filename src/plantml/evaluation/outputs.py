@@ -99,10 +99,10 @@ def plot_precision_recall(pred: pd.DataFrame, threshold: float, path: Path) -> N
     ax = fig.subplots()
     groups = [("overall", pred), *pred.groupby("condition")]
     for i, (name, part) in enumerate(groups):
-        y = torch.as_tensor(part["target"].to_numpy()).long()
+        y = torch.tensor(part["target"].to_numpy()).long()
         if y.sum() == 0 or y.sum() == len(y):
             continue
-        p, r, _ = binary_precision_recall_curve(torch.as_tensor(part["prediction"].to_numpy()), y)
+        p, r, _ = binary_precision_recall_curve(torch.tensor(part["prediction"].to_numpy()), y)
         ax.plot(
             r, p, label=str(name), linewidth=2 if i == 0 else 1, color="k" if i == 0 else f"C{i}"
         )

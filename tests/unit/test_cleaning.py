@@ -359,3 +359,15 @@ def test_defaults_run_end_to_end_without_touching_the_input(caplog):
     assert [line.split(":")[0] for line in report.lines()] == list(DEFAULT_CONFIG)
     assert "sort: 5 rows were out of (asset, time) order" in caplog.text
     assert report.to_dict()["fill"]["filled"] == 2
+
+
+def test_align_period_that_is_not_a_duration():
+    t = table(
+        {
+            "asset": ["a", "a"],
+            "time": pd.to_datetime(["2024-01-01 00:00", "2024-01-01 01:00"]),
+            "s1": [1.0, 2.0],
+        }
+    )
+    with pytest.raises(ConfigError, match="not a duration"):
+        clean(t, {**only(), "align": {"period": "one hour"}})

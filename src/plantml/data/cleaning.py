@@ -48,6 +48,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from plantml.data.alignment import align_to_grid, ticks
 from plantml.data.table import SensorTable
 from plantml.errors import ConfigError, DataError
 
@@ -195,36 +196,6 @@ def _prev_next(valid: np.ndarray, first: np.ndarray, last: np.ndarray):
     prev = np.where(prev >= first, prev, -1)
     nxt = np.where(nxt <= last, nxt, -1)
     return prev, nxt
-
-
-def _ticks(time: pd.Series) -> np.ndarray:
-    """Time as numbers: int64 nanoseconds for timestamps (UTC), float64 otherwise."""
-    if pd.api.types.is_datetime64_any_dtype(time):
-        if getattr(time.dt, "tz", None) is not None:
-            time = time.dt.tz_convert(None)
-        return time.astype("datetime64[ns]").to_numpy().view(np.int64)
-    return time.to_numpy(dtype=np.float64)
-
-
-def _duration(value: Any, time: pd.Series, key: str) -> int | float:
-    """A period / tolerance from the config in the units of :func:`_ticks`."""
-    if pd.api.types.is_datetime64_any_dtype(time):
-        if isinstance(value, int | float):
-            raise ConfigError(
-                f"data.cleaning.align.{key}={value!r} is a number but {time.name!r} holds "
-                "timestamps; give a duration such as '1h' or '15min'"
-            )
-        ticks = pd.Timedelta(value).value
-    else:
-        if isinstance(value, str):
-            raise ConfigError(
-                f"data.cleaning.align.{key}={value!r} is a duration but {time.name!r} holds "
-                "numbers (cycles); give a number such as 1"
-            )
-        ticks = float(value)
-    if ticks <= 0:
-        raise ConfigError(f"data.cleaning.align.{key} must be positive, got {value!r}")
-    return ticks
 
 
 def _fmt_counts(counts: dict[str, int]) -> str:
@@ -392,111 +363,21 @@ def _nan_row_median(win: np.ndarray) -> np.ndarray:
 
 
 def _align(frame: pd.DataFrame, table: SensorTable, opts: dict, report: CleaningReport):
-    """Put every asset on a regular time grid (rules in the module docstring).
-
-    Returns the aligned frame and the period in the units of :func:`_ticks`.
-    """
-    asset, time = table.asset_column, table.time_column
-    tcol = frame[time]
-    p = _duration(opts["period"], tcol, "period")
-    tol = _duration(opts["tolerance"], tcol, "tolerance") if opts["tolerance"] is not None else p
-    exact = isinstance(p, int)  # integer nanoseconds: exact arithmetic
-    ticks = _ticks(tcol)
-    codes, uniques = pd.factorize(frame[asset])
-    eps = 0 if exact else 1e-9
-    k_row = -((-ticks) // p) if exact else np.ceil(ticks / p - eps)  # bin (g - p, g] of each row
-    by_asset = pd.DataFrame({"c": codes, "t": ticks}).groupby("c")["t"]
-    tmin, tmax = by_asset.min().to_numpy(), by_asset.max().to_numpy()
-    k0 = tmin // p if exact else np.floor(tmin / p + eps)
-    k1 = -((-tmax) // p) if exact else np.ceil(tmax / p - eps)
-    sizes = (k1 - k0).astype(np.int64) + 1
-    if sizes.sum() > 100 * len(frame) + 1000:
-        raise ConfigError(
-            f"data.cleaning.align.period={opts['period']!r} would make {int(sizes.sum())} grid "
-            f"rows from {len(frame)} readings; choose a longer period"
-        )
-    starts = np.r_[0, np.cumsum(sizes)[:-1]]
-    g_code = np.repeat(np.arange(len(sizes)), sizes)
-    g_k = np.repeat(k0, sizes) + (np.arange(len(g_code)) - np.repeat(starts, sizes))
-    g_tick = g_k * p
-    # the grid row whose bin holds each reading
-    row_bin = (starts[codes] + (k_row - k0[codes])).astype(np.int64)
-    order = np.argsort(g_tick, kind="stable")
-    left = pd.DataFrame({"t": g_tick[order], "c": g_code[order]})
-    inverse = np.empty_like(order)
-    inverse[order] = np.arange(len(order))
-
-    def asof(col: str, direction: str = "backward") -> pd.Series:
-        has = frame[col].notna().to_numpy()
-        right = pd.DataFrame({"t": ticks[has], "c": codes[has], "v": frame[col].array[has]})
-        right = right.sort_values("t", kind="stable")
-        got = pd.merge_asof(left, right, on="t", by="c", tolerance=tol, direction=direction)
-        return got["v"].take(inverse).reset_index(drop=True)
-
-    events = {table.failure_column, table.maintenance_column, table.anomaly_column} - {None}
-    out: dict[str, Any] = {}
-    missing, aggregated = {}, 0
-    n_grid = len(g_code)
-    for col in frame.columns:
-        if col in (asset, time):
-            continue
-        if col in events:
-            v = frame[col].to_numpy(dtype=np.float64, na_value=0.0) > 0
-            hit = np.bincount(row_bin, weights=v, minlength=n_grid) > 0
-            kind = frame[col].dtype.kind
-            out[col] = pd.Series(hit).astype(frame[col].dtype if kind in "iub" else np.float64)
-        elif col in table.sensor_columns:
-            x = frame[col].to_numpy(dtype=np.float64, na_value=np.nan)
-            has = ~np.isnan(x)
-            gap = np.diff(ticks[has]).astype(np.float64)
-            same = codes[has][1:] == codes[has][:-1]
-            med = pd.Series(gap[same]).groupby(codes[has][1:][same]).median()
-            fast_asset = np.zeros(len(sizes), dtype=bool)
-            fast_asset[med.index.to_numpy()] = med.to_numpy() < p
-            fast_row = fast_asset[codes] & has
-            aggregated += int(fast_row.sum())
-            sums = np.bincount(row_bin[fast_row], weights=x[fast_row], minlength=n_grid)
-            cnt = np.bincount(row_bin[fast_row], minlength=n_grid)
-            mean = np.divide(sums, cnt, out=np.full(n_grid, np.nan), where=cnt > 0)
-            latest = (
-                np.full(n_grid, np.nan)
-                if fast_asset.all()
-                else asof(col, opts["direction"]).to_numpy(dtype=np.float64, na_value=np.nan)
-            )
-            values = np.where(fast_asset[g_code], mean, latest)
-            missing[col] = int(np.isnan(values).sum())
-            dtype = frame[col].dtype if pd.api.types.is_float_dtype(frame[col]) else np.float64
-            out[col] = values.astype(dtype)
-        else:  # settings, condition, rul and any other column: latest reading within tolerance
-            out[col] = asof(col)
-    grid_time = _time_from_ticks(g_tick, tcol, exact)
-    aligned = pd.DataFrame({asset: uniques.take(g_code), time: grid_time, **out})[frame.columns]
+    """The ``align`` step: :func:`~plantml.data.alignment.align_to_grid` plus its report line."""
+    aligned, p, counts = align_to_grid(frame, table, opts)
+    n_grid, aggregated, missing = (
+        counts["grid_rows"],
+        counts["readings_aggregated"],
+        counts["missing_by_column"],
+    )
     report.add(
         "align",
-        {
-            "grid_rows": n_grid,
-            "input_rows": len(frame),
-            "readings_aggregated": aggregated,
-            "missing_by_column": missing,
-        },
+        counts,
         f"{n_grid} grid rows at period {opts['period']} from {len(frame)} rows; "
         f"{aggregated} readings averaged into bins; grid points with no reading within "
         f"tolerance: {_fmt_counts(missing)}",
     )
     return aligned, p
-
-
-def _time_from_ticks(g_tick: np.ndarray, tcol: pd.Series, exact: bool) -> pd.Series | np.ndarray:
-    """Grid ticks back in the dtype of the original time column."""
-    if exact:
-        t = pd.Series(g_tick.astype(np.int64).view("datetime64[ns]"))
-        tz = getattr(tcol.dt, "tz", None)
-        if tz is not None:
-            t = t.dt.tz_localize("UTC").dt.tz_convert(tz)
-        return t.astype(tcol.dtype)
-    if pd.api.types.is_integer_dtype(tcol) and np.all(g_tick == np.round(g_tick)):
-        return np.round(g_tick).astype(tcol.dtype)
-    return g_tick
 
 
 def _fill(frame, table: SensorTable, opts: dict, period, report: CleaningReport):
@@ -511,7 +392,7 @@ def _fill(frame, table: SensorTable, opts: dict, period, report: CleaningReport)
         )
     ids = _series_ids(frame, table)
     first, last = _run_bounds(ids)
-    ticks = _ticks(frame[table.time_column]).astype(np.float64)
+    tick = ticks(frame[table.time_column]).astype(np.float64)
     sensors = list(table.sensor_columns)
     masks, counts = {}, {}
     filled_cols = sensors + table.setting_columns + [c for c in [table.condition_column] if c]
@@ -535,8 +416,8 @@ def _fill(frame, table: SensorTable, opts: dict, period, report: CleaningReport)
         if method == "interpolate" and pd.api.types.is_numeric_dtype(frame[col]):
             x = frame[col].to_numpy(dtype=np.float64, na_value=np.nan, copy=True)
             mid = ok & (nxt >= 0)
-            tp, tn = ticks[prev[mid]], ticks[nxt[mid]]
-            x[mid] = x[prev[mid]] + (ticks[mid] - tp) / (tn - tp) * (x[nxt[mid]] - x[prev[mid]])
+            tp, tn = tick[prev[mid]], tick[nxt[mid]]
+            x[mid] = x[prev[mid]] + (tick[mid] - tp) / (tn - tp) * (x[nxt[mid]] - x[prev[mid]])
             frame[col] = x.astype(frame[col].dtype if frame[col].dtype.kind == "f" else np.float64)
     if masks:
         frame = pd.concat([frame, pd.DataFrame(masks, index=frame.index)], axis=1)
@@ -557,7 +438,7 @@ def _fill(frame, table: SensorTable, opts: dict, period, report: CleaningReport)
     asset_ids = pd.factorize(frame[table.asset_column])[0]
     new = np.r_[True, ids[1:] != ids[:-1]] | np.r_[True, ~keep[:-1]]
     if period is not None:
-        new[1:] |= np.diff(ticks) > (max_gap + 1) * period
+        new[1:] |= np.diff(tick) > (max_gap + 1) * period
     new &= keep
     frame = frame[keep].reset_index(drop=True)
     new, asset_ids = new[keep], asset_ids[keep]

@@ -202,6 +202,16 @@ def _fmt_counts(counts: dict[str, int]) -> str:
     return ", ".join(f"{c}: {n}" for c, n in counts.items() if n) or "none"
 
 
+def _report_by_column(report: CleaningReport, step: str, key: str, counts: dict, text: str) -> None:
+    """Report a per-column count: ``{key: total, "by_column": {...}}`` and ``text`` (``{total}``, ``{columns}``)."""
+    total = sum(counts.values())
+    report.add(
+        step,
+        {key: total, "by_column": {c: n for c, n in counts.items() if n}},
+        text.format(total=total, columns=_fmt_counts(counts)),
+    )
+
+
 # --- steps ---------------------------------------------------------------------------------------
 
 
@@ -244,11 +254,12 @@ def _non_finite(frame: pd.DataFrame, table: SensorTable, opts: dict, report: Cle
             counts[col] = int(inf.sum())
             if counts[col]:
                 frame[col] = frame[col].mask(inf)
-    total = sum(counts.values())
-    report.add(
+    _report_by_column(
+        report,
         "non_finite",
-        {"replaced": total, "by_column": {c: n for c, n in counts.items() if n}},
-        f"replaced {total} ±inf values with NaN ({_fmt_counts(counts)})",
+        "replaced",
+        counts,
+        "replaced {total} ±inf values with NaN ({columns})",
     )
     return frame
 
@@ -301,12 +312,9 @@ def _clip(frame: pd.DataFrame, table: SensorTable, opts: dict, report: CleaningR
         counts[col] = int(np.sum(out))
         if counts[col]:
             frame[col] = s.mask(out) if opts["action"] == "nan" else s.clip(low, high)
-    total = sum(counts.values())
     what = "set to NaN" if opts["action"] == "nan" else "clamped to the bounds"
-    report.add(
-        "clip",
-        {"changed": total, "by_column": {c: n for c, n in counts.items() if n}},
-        f"{total} out-of-bounds values {what} ({_fmt_counts(counts)})",
+    _report_by_column(
+        report, "clip", "changed", counts, "{total} out-of-bounds values " + what + " ({columns})"
     )
     return frame
 
@@ -343,12 +351,7 @@ def _despike(frame: pd.DataFrame, table: SensorTable, opts: dict, report: Cleani
             hit = np.zeros(len(full), dtype=bool)
             hit[spike] = True
             frame[col] = frame[col].mask(hit)
-    total = sum(counts.values())
-    report.add(
-        "despike",
-        {"spikes": total, "by_column": {c: k for c, k in counts.items() if k}},
-        f"{total} spikes set to NaN ({_fmt_counts(counts)})",
-    )
+    _report_by_column(report, "despike", "spikes", counts, "{total} spikes set to NaN ({columns})")
     return frame
 
 

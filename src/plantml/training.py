@@ -71,16 +71,61 @@ class RunInfo(Callback):
         }
 
 
-def flatten_results(results: dict[str, dict]) -> dict:
-    """``{"val": {"overall": .., "by_condition": ..}}`` → metrics.json layout."""
+def flatten_results(results: dict[str, dict], coverage_by_split: dict | None = None) -> dict:
+    """Per-split evaluation results → the metrics.json layout.
+
+    Overall scalars under ``"<split>/<metric>"``; per-condition metrics under
+    ``"by_condition"``; 95 % intervals under ``"intervals"``; the worst
+    condition under ``"worst_condition"``; training coverage under ``"coverage"``.
+    """
     flat: dict = {}
-    by_condition: dict = {}
+    nested: dict = {"by_condition": {}, "intervals": {}, "worst_condition": {}, "coverage": {}}
     for split, result in results.items():
-        for name, value in result["overall"].items():
+        overall = dict(result["overall"])
+        if "ci" in overall:
+            nested["intervals"][split] = overall.pop("ci")
+        for name, value in overall.items():
             flat[f"{split}/{name}"] = value
-        by_condition[split] = result["by_condition"]
-    flat["by_condition"] = by_condition
+        nested["by_condition"][split] = result["by_condition"]
+        if result.get("worst_condition"):
+            nested["worst_condition"][split] = result["worst_condition"]
+        if coverage_by_split and split in coverage_by_split:
+            nested["coverage"][split] = coverage_by_split[split]
+    flat.update({k: v for k, v in nested.items() if v or k == "by_condition"})
     return flat
+
+
+def apply_gate(cfg: DictConfig, metrics: dict, split: str) -> list[str] | None:
+    """Check ``cfg.gate`` on ``split``; record the verdict in ``metrics["gate"]``; its lines, or None."""
+    from plantml.evaluation.gate import check_gate, load_gate
+
+    gate_cfg = cfg.get("gate")
+    rules, min_samples, min_assets = load_gate(
+        OmegaConf.to_container(gate_cfg, resolve=True) if gate_cfg else None
+    )
+    if not rules:
+        return None
+    result = check_gate(metrics, split, rules, min_samples, min_assets)
+    metrics["gate"] = result.to_dict()
+    lines = result.summary_lines()
+    for line in lines:
+        (log.info if result.passed else log.warning)("gate: %s", line)
+    return lines
+
+
+def coverage_warnings(datamodule, splits) -> dict:
+    """Training coverage of each evaluated split's conditions; warnings go to the log too."""
+    from plantml.evaluation.metrics import coverage
+
+    train = datamodule.data.windows["train"].conditions
+    out = {}
+    for split in splits:
+        data = datamodule.prepared(split)
+        out[split] = coverage(train, data.windows[split].conditions, data.condition_names)
+        for entry in out[split].values():
+            if "warning" in entry:
+                log.warning("coverage (%s): %s", split, entry["warning"])
+    return out
 
 
 @rank_zero_only
@@ -123,6 +168,7 @@ def train(cfg: DictConfig) -> dict:
     checkpoint = _checkpoint_callback(trainer)
     best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
     task.results = {}
+    task.n_boot = int(cfg.get("bootstrap", 0))
     if cfg.get("evaluate", True):
         trainer.validate(task, datamodule=datamodule, ckpt_path=best, verbose=False)
         # held-out test assets (sources with an official test set score it with plantml-eval)
@@ -132,15 +178,21 @@ def train(cfg: DictConfig) -> dict:
         ):
             datamodule.eval_split = task.test_prefix = "test"
             trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)
-    metrics = flatten_results(task.results)
+    metrics = flatten_results(task.results, coverage_warnings(datamodule, task.results))
     throughput = next((c for c in callbacks if isinstance(c, ThroughputMonitor)), None)
     if throughput and throughput.windows_per_second:
         metrics["train/windows_per_second"] = throughput.windows_per_second
     metrics["epochs"] = trainer.current_epoch
     metrics["best_checkpoint"] = best
+    gate_lines = (
+        apply_gate(cfg, metrics, "test" if "test" in task.results else "val")
+        if task.results
+        else None
+    )
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", metrics)
-        write_outputs(output_dir, task, datamodule, metrics)
+        title = f"{cfg.get('run_name', 'run')}: results"
+        write_outputs(output_dir, task, datamodule, metrics, title, gate_lines)
         print_results(
             metrics, title=f"{cfg.get('run_name', 'run')}: results", output_dir=output_dir
         )

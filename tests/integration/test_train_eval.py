@@ -100,3 +100,74 @@ def test_resume_from_last_checkpoint(trained):
     ckpt = torch.load(resumed / "checkpoints/last.ckpt", weights_only=False)
     assert ckpt["epoch"] == 2  # one more epoch, not three
     assert metrics(resumed)["epochs"] == 3
+
+
+def test_report_intervals_worst_condition_and_coverage(trained):
+    _, run, _ = trained
+    m = metrics(run)
+    for split in ("val", "test"):
+        lo, hi = m["intervals"][split]["recall"]
+        assert lo <= m[f"{split}/recall"] <= hi
+        assert m["worst_condition"][split]["metric"] == "f1"
+        assert set(m["coverage"][split]) == set(m["by_condition"][split])
+        for cond in m["by_condition"][split].values():
+            assert cond["assets"] >= 1 and "ci" in cond
+    report = (run / "report.md").read_text()
+    assert "95 % intervals from resampling assets" in report and "Worst condition by f1" in report
+
+
+def test_gate_fails_with_exit_code_and_reasons(trained):
+    cwd, run, _ = trained
+    ckpt = f"ckpt_path={run / 'checkpoints/best.ckpt'}"
+    strict = run_cli(
+        "plantml-eval",
+        ckpt,
+        "data.split=test",
+        "gate=failure_default",
+        "gate.rules=[{metric: recall, min: 1.01, scope: every_condition}]",
+        cwd=cwd,
+        expect_ok=False,
+    )
+    assert strict.returncode == 1
+    assert (
+        "Gate FAILED on 'test'" in strict.stderr
+        and "FAIL recall >= 1.01 in condition" in strict.stderr
+    )
+    lenient = run_cli(
+        "plantml-eval",
+        ckpt,
+        "data.split=test",
+        "gate=failure_default",
+        "gate.rules=[{metric: recall, min: 0.0, scope: every_condition}]",
+        cwd=cwd,
+    )
+    gate = metrics(run_dirs(cwd, "eval")[-1])["gate"]
+    assert gate["passed"] and {c["status"] for c in gate["checks"]} == {"pass"}
+    assert lenient.returncode == 0
+    # too few windows everywhere: nothing can be assessed, which is never a pass
+    none = run_cli(
+        "plantml-eval",
+        ckpt,
+        "data.split=test",
+        "gate=failure_default",
+        "gate.min_samples=1000000",
+        cwd=cwd,
+        expect_ok=False,
+    )
+    assert none.returncode == 1 and "NOT ASSESSABLE" in none.stderr
+
+
+def test_condition_left_out_of_training_is_flagged(tmp_path):
+    run_cli(
+        "plantml-train",
+        *TINY,
+        "trainer.max_epochs=1",
+        "data.conditions.exclude_from_training=[high]",
+        cwd=tmp_path,
+    )
+    (run,) = run_dirs(tmp_path, "synthetic_failure")
+    m = metrics(run)
+    assert "high" not in m["by_condition"]["val"]  # kept out of validation too
+    coverage = m["coverage"]["test"]["high"]
+    assert coverage["train_windows"] == 0 and "never saw it" in coverage["warning"]
+    assert m["by_condition"]["test"]["high"]["n"] > 0

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from plantml.cli.common import quiet_libraries, user_errors
 
-EVAL_KEYS = ("ckpt_path", "run_name", "paths.", "hydra.", "hydra/")
+EVAL_KEYS = ("ckpt_path", "run_name", "paths.", "hydra.", "hydra/", "gate", "bootstrap")
 _run_overrides: list[str] = []
 
 
@@ -24,7 +24,14 @@ def _main(cfg: DictConfig) -> None:
     quiet_libraries()
     from plantml.evaluation.checkpoint import evaluate_checkpoint
 
-    evaluate_checkpoint(cfg, _run_overrides)
+    metrics = evaluate_checkpoint(cfg, _run_overrides)
+    gate = metrics.get("gate")
+    if gate and not gate["passed"]:
+        from plantml.evaluation.gate import GateResult
+
+        for line in GateResult(**gate).summary_lines():
+            print(line, file=sys.stderr)
+        sys.exit(1)
 
 
 def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:

@@ -107,7 +107,9 @@ class DataPipeline:
         self.source = source
         self.cleaning = dict(cleaning or {})
         self.conditions_cfg = _options(
-            conditions, {"column": None, "settings": None, "n_clusters": None}, "conditions"
+            conditions,
+            {"column": None, "settings": None, "n_clusters": None, "exclude_from_training": []},
+            "conditions",
         )
         self.split_cfg = _options(
             split_by, {"method": "asset", "val_fraction": 0.15, "test_fraction": 0.15}, "split_by"
@@ -147,12 +149,16 @@ class DataPipeline:
             n_clusters=n_clusters,
             seed=self.seed,
         ).fit(table, train_rows)
+        excluded = self._excluded_codes(conditions)
+        cond = conditions.assign(table)
+        if excluded:
+            # leave-one-condition-out: the model (and its scaling) never see these conditions
+            train_rows &= ~np.isin(cond, excluded)
         feature_names = list(table.sensor_columns)
         if self.include_settings:
             feature_names += [c for c in table.setting_columns if c not in feature_names]
         skip = [i for i, c in enumerate(feature_names) if c.endswith("__missing")]
         scaler = Scaler(self.scaling_cfg["method"], self.scaling_cfg["per_condition"], skip=skip)
-        cond = conditions.assign(table)
         raw_x = self._feature_matrix(table, feature_names)
         scaler.fit(raw_x[train_rows], cond[train_rows], len(conditions.names))
         asset_names, asset_codes, starts = _runs(table, codes_split)
@@ -165,6 +171,8 @@ class DataPipeline:
             ends = window_ends(starts, self.length, stride)
             ends = ends[codes_split[ends] == code]
             ends = ends[np.isfinite(y[ends])]
+            if excluded and split in ("train", "val"):
+                ends = ends[~np.isin(cond[ends], excluded)]
             if split != "train" and self.window_cfg["last_only"]:
                 ends = ends[np.r_[asset_codes[ends][1:] != asset_codes[ends][:-1], True]]
             windows[split] = WindowIndex(
@@ -235,6 +243,21 @@ class DataPipeline:
             cleaning=report.to_dict(),
             fingerprint=self.source.fingerprint("test"),
         )
+
+    def _excluded_codes(self, conditions: OperatingConditions) -> list[int]:
+        """Codes of ``data.conditions.exclude_from_training`` (checked against the known names)."""
+        names = [str(n) for n in self.conditions_cfg["exclude_from_training"] or []]
+        unknown = [n for n in names if n not in conditions.names]
+        if unknown:
+            raise ConfigError(
+                f"data.conditions.exclude_from_training names unknown conditions {unknown}; "
+                f"the conditions are: {', '.join(conditions.names)}"
+            )
+        if names and len(names) >= len(conditions.names):
+            raise ConfigError(
+                "data.conditions.exclude_from_training leaves no condition to train on"
+            )
+        return [conditions.names.index(n) for n in names]
 
     def _feature_matrix(self, table: SensorTable, names: list[str]) -> np.ndarray:
         x = table.frame[names].to_numpy(np.float64)

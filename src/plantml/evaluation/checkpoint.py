@@ -13,7 +13,7 @@ from plantml.builders import build_datamodule, build_task, build_trainer, instan
 from plantml.errors import CheckpointError, ConfigError
 from plantml.evaluation.outputs import write_outputs
 from plantml.evaluation.report import print_results
-from plantml.training import flatten_results, write_json
+from plantml.training import apply_gate, coverage_warnings, flatten_results, write_json
 
 log = logging.getLogger(__name__)
 GROUPS = ("data", "model", "task", "trainer", "logger", "callbacks", "paths")
@@ -119,6 +119,7 @@ def evaluate_checkpoint(eval_cfg: DictConfig, overrides: list[str]) -> dict:
         )
     split = datamodule.eval_split
     task.test_prefix = split
+    task.n_boot = int(eval_cfg.get("bootstrap", 0))
     bar = cfg.get("callbacks", {}).get("progress_bar") or {
         "_target_": "lightning.pytorch.callbacks.RichProgressBar"
     }
@@ -127,12 +128,13 @@ def evaluate_checkpoint(eval_cfg: DictConfig, overrides: list[str]) -> dict:
         cfg.trainer.default_root_dir = str(output_dir)
     trainer = build_trainer(cfg, [progress], [])
     trainer.test(task, datamodule=datamodule, verbose=False)
-    metrics = flatten_results(task.results)
+    metrics = flatten_results(task.results, coverage_warnings(datamodule, task.results))
     metrics["checkpoint"] = str(ckpt)
+    gate_lines = apply_gate(eval_cfg, metrics, split)
     if trainer.is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
         write_json(output_dir / "metrics.json", metrics)
-        write_outputs(output_dir, task, datamodule, metrics)
+        write_outputs(output_dir, task, datamodule, metrics, f"evaluation of {ckpt}", gate_lines)
         print_results(metrics, title=f"evaluation of {ckpt}", output_dir=output_dir)
     return metrics

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torchmetrics.functional.classification import (
     binary_auroc,
@@ -82,6 +83,10 @@ def classification_metrics(prob: torch.Tensor, target: torch.Tensor, threshold: 
     }
 
 
+# the metric that names a condition "worst", and whether higher is worse
+HEADLINE = {"rul": ("rmse", True), "failure": ("f1", False)}
+
+
 def evaluate(
     kind: str,
     pred: torch.Tensor,
@@ -89,23 +94,95 @@ def evaluate(
     conditions: torch.Tensor,
     condition_names: list[str],
     threshold: float = 0.5,
+    assets: torch.Tensor | None = None,
+    n_boot: int = 0,
+    seed: int = 0,
 ) -> dict:
-    """``{"overall": {...}, "by_condition": {name: {...}}}`` for ``kind`` rul or failure.
+    """Metrics overall and per operating condition for ``kind`` rul or failure.
 
-    ``pred`` is the RUL estimate or the failure probability.
+    ``pred`` is the RUL estimate or the failure probability; all inputs are
+    (windows,). Returns ``{"overall": {...}, "by_condition": {name: {...}},
+    "worst_condition": {...}}``; each metrics dict carries ``n`` (windows) and,
+    with ``assets``, ``assets`` (distinct assets). With ``n_boot`` > 0 each also
+    carries ``ci``: 95 % intervals from resampling assets (windows of one asset
+    are not independent).
     """
 
     def one(mask: torch.Tensor | None) -> dict:
         p, t = (pred, target) if mask is None else (pred[mask], target[mask])
-        if kind == "rul":
-            return regression_metrics(p, t)
-        return classification_metrics(p, t, threshold)
+        out = regression_metrics(p, t) if kind == "rul" else classification_metrics(p, t, threshold)
+        if assets is not None:
+            a = assets if mask is None else assets[mask]
+            out["assets"] = int(torch.unique(a).numel())
+            if n_boot > 0 and len(t):
+                from plantml.evaluation.bootstrap import asset_bootstrap
+
+                ci = asset_bootstrap(
+                    kind,
+                    p.numpy(),
+                    t.numpy(),
+                    a.numpy(),
+                    threshold=threshold,
+                    n_boot=n_boot,
+                    seed=seed,
+                )
+                out["ci"] = {
+                    k: None if v is None else [float(v[0]), float(v[1])] for k, v in ci.items()
+                }
+        return out
 
     by_condition = {}
     for code in torch.unique(conditions).tolist():
         name = condition_names[code] if 0 <= code < len(condition_names) else "unseen"
         by_condition[name] = one(conditions == code)
-    return {"overall": one(None), "by_condition": by_condition}
+    overall = one(None)
+    return {
+        "overall": overall,
+        "by_condition": by_condition,
+        "worst_condition": worst_condition(kind, overall, by_condition),
+    }
+
+
+def worst_condition(kind: str, overall: dict, by_condition: dict) -> dict | None:
+    """The condition with the worst headline metric (RMSE, F1) and its gap to the overall figure."""
+    metric, higher_is_worse = HEADLINE[kind]
+    scored = {c: m[metric] for c, m in by_condition.items() if m.get(metric) is not None}
+    if len(scored) < 2 or overall.get(metric) is None:
+        return None
+    pick = max if higher_is_worse else min
+    name = pick(scored, key=scored.get)
+    return {
+        "metric": metric,
+        "condition": name,
+        "value": scored[name],
+        "overall": overall[metric],
+        "gap": scored[name] - overall[metric],
+        "n": by_condition[name].get("n"),
+    }
+
+
+def coverage(train_conditions, eval_conditions, names: list[str], min_share: float = 0.05) -> dict:
+    """Training windows behind each evaluated condition, with a warning where they are few or none.
+
+    A condition with no training windows was never seen in training; one with
+    less than ``min_share`` of the training windows was rarely seen.
+    """
+    train = np.asarray(train_conditions)
+    total = max(len(train), 1)
+    out = {}
+    for code in np.unique(np.asarray(eval_conditions)).tolist():
+        name = names[code] if 0 <= code < len(names) else "unseen"
+        n = int((train == code).sum()) if code >= 0 else 0
+        entry = {"train_windows": n, "train_share": n / total}
+        if n == 0:
+            entry["warning"] = f"condition {name!r} has no training windows: the model never saw it"
+        elif n / total < min_share:
+            entry["warning"] = (
+                f"condition {name!r} has only {n} training windows ({100 * n / total:.1f} % of "
+                "training): its metrics rest on little data"
+            )
+        out[name] = entry
+    return out
 
 
 def clean_json(value):

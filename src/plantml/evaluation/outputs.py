@@ -10,6 +10,7 @@ import pandas as pd
 import torch
 
 from plantml.data.pipeline import PreparedData
+from plantml.evaluation.report import report_markdown
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +56,23 @@ def plot_by_condition(metrics: dict, kind: str, path: Path) -> None:
         x = np.arange(len(conds))
         width = 0.8 / len(names)
         for i, name in enumerate(names):
-            values = [by_cond[c].get(name) or 0.0 for c in conds]
-            ax.bar(x + i * width, values, width, label=name)
+            values = np.array([by_cond[c].get(name) or 0.0 for c in conds], dtype=float)
+            cis = [(by_cond[c].get("ci") or {}).get(name) for c in conds]
+            yerr = np.array(
+                [
+                    [v - ci[0], ci[1] - v] if ci else [0.0, 0.0]
+                    for v, ci in zip(values, cis, strict=True)
+                ]
+            ).T.clip(min=0)
+            ax.bar(x + i * width, values, width, label=name, yerr=yerr, capsize=3)
             overall = metrics.get(f"{split}/{name}")
             if overall is not None:
                 ax.axhline(overall, color=f"C{i}", linestyle="--", linewidth=0.8)
         ax.set_xticks(x + width * (len(names) - 1) / 2)
         ax.set_xticklabels([f"{c}\n(n={by_cond[c].get('n', 0)})" for c in conds], fontsize=8)
-        ax.set_title(f"{split}: by operating condition (dashed: overall)")
+        ax.set_title(
+            f"{split}: by condition (dashed: overall; bars: 95 % CI over assets)", fontsize=9
+        )
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -125,8 +135,15 @@ def plot_precision_recall(pred: pd.DataFrame, threshold: float, path: Path) -> N
     fig.savefig(path, dpi=110)
 
 
-def write_outputs(output_dir: Path, task, datamodule, metrics: dict) -> list[Path]:
-    """predictions_<split>.csv and PNG plots for every split the task scored last."""
+def write_outputs(
+    output_dir: Path,
+    task,
+    datamodule,
+    metrics: dict,
+    title: str = "evaluation",
+    gate_lines: list[str] | None = None,
+) -> list[Path]:
+    """predictions_<split>.csv, PNG plots and report.md for every split the task scored last."""
     written = []
     threshold = task.threshold_value()
     for split, out in task.predictions.items():
@@ -144,4 +161,7 @@ def write_outputs(output_dir: Path, task, datamodule, metrics: dict) -> list[Pat
     if metrics.get("by_condition"):
         plot_by_condition(metrics, task.kind, output_dir / "by_condition.png")
         written.append(output_dir / "by_condition.png")
+    plots = [p.name for p in written if p.suffix == ".png"]
+    (output_dir / "report.md").write_text(report_markdown(metrics, title, gate_lines, plots))
+    written.append(output_dir / "report.md")
     return written

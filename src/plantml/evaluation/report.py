@@ -81,3 +81,76 @@ def print_results(metrics: dict, title: str = "results", output_dir: Path | None
         extra.append(f"outputs in {output_dir}")
     if extra:
         console.print("; ".join(extra))
+
+
+def markdown_table(rows: list[dict], columns: list[str] | None = None) -> str:
+    """A GitHub-flavoured markdown table of ``rows`` (numbers to 3 decimals)."""
+    if not rows:
+        return "(no rows)\n"
+    columns = columns or list(rows[0])
+
+    def cell(value) -> str:
+        if isinstance(value, list | tuple) and len(value) == 2:
+            return f"[{_fmt(value[0])}, {_fmt(value[1])}]"
+        return _fmt(value).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(columns) + " |", "|" + "|".join(" --- " for _ in columns) + "|"]
+    lines += ["| " + " | ".join(cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def _with_ci(value, ci) -> str:
+    if value is None:
+        return "–"
+    text = _fmt(value)
+    return f"{text} [{_fmt(ci[0])}, {_fmt(ci[1])}]" if ci else text
+
+
+def report_markdown(
+    metrics: dict, title: str, gate_lines: list[str] | None = None, plots: list[str] | None = None
+) -> str:
+    """report.md: overall and per-condition tables with 95 % asset-bootstrap intervals,
+    the worst condition, training coverage, the gate verdict and the plots."""
+    splits = list(metrics.get("by_condition", {}))
+    out = [f"# {title}", ""]
+    if gate_lines:
+        out += ["## Validation gate", "", *[f"- {line}" for line in gate_lines], ""]
+    for split in splits:
+        intervals = metrics.get("intervals", {}).get(split, {})
+        overall = {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(f"{split}/")}
+        names = [m for m in _metric_names([overall]) if m not in ("n", "positives")]
+        out += [
+            f"## {split}",
+            "",
+            "Values with 95 % intervals from resampling assets (windows of one asset are not independent).",
+            "",
+        ]
+        row = {COLUMNS[m]: _with_ci(overall.get(m), intervals.get(m)) for m in names}
+        row["windows"] = overall.get("n")
+        row["assets"] = overall.get("assets")
+        out.append(markdown_table([row]))
+        rows = []
+        for cond, m in metrics["by_condition"][split].items():
+            r = {"condition": cond, "windows": m.get("n"), "assets": m.get("assets")}
+            r.update({COLUMNS[k]: _with_ci(m.get(k), (m.get("ci") or {}).get(k)) for k in names})
+            cov = metrics.get("coverage", {}).get(split, {}).get(cond)
+            if cov:
+                r["training windows"] = cov["train_windows"]
+            rows.append(r)
+        out += ["### By operating condition", "", markdown_table(rows)]
+        worst = metrics.get("worst_condition", {}).get(split)
+        if worst:
+            out.append(
+                f"Worst condition by {worst['metric']}: **{worst['condition']}** "
+                f"({_fmt(worst['value'])} against {_fmt(worst['overall'])} overall, gap {worst['gap']:+.3f}).\n"
+            )
+        warnings = [
+            c["warning"]
+            for c in metrics.get("coverage", {}).get(split, {}).values()
+            if "warning" in c
+        ]
+        if warnings:
+            out += ["Coverage warnings:", "", *[f"- {w}" for w in warnings], ""]
+    if plots:
+        out += ["## Plots", "", *[f"![{p}]({p})" for p in plots], ""]
+    return "\n".join(out)

@@ -42,6 +42,7 @@ class SensorTask(L.LightningModule):
         self.scheduler_factory = scheduler
         self.condition_names = list(condition_names or ["all"])
         self.test_prefix = "test"
+        self.n_boot = 0  # > 0: confidence intervals by resampling assets (final evaluation only)
         self.results: dict[str, dict] = {}
         self.predictions: dict[str, dict[str, torch.Tensor]] = {}  # the last pass of each split
         self._outputs: list[dict] = []
@@ -144,6 +145,8 @@ class SensorTask(L.LightningModule):
             out["condition"],
             self.condition_names,
             self.threshold_value(),
+            assets=out["asset"],
+            n_boot=self.n_boot,
         )
         self.results[split] = result
         self.predictions[split] = out

@@ -30,12 +30,25 @@ class PlantWandbLogger(WandbLogger):
         self._wandb_init.pop("anonymous", None)  # deprecated in wandb; it only prints a warning
         self.log_best_checkpoint = log_best_checkpoint
 
-    def finish_run(self, metrics: dict, best_checkpoint: str | None) -> None:
-        """Write the final metrics into the run summary, attach the checkpoint, close the run."""
+    def finish_run(
+        self, metrics: dict, best_checkpoint: str | None, images: list[Path] | None = None
+    ) -> None:
+        """Write the final metrics into the run summary, log per-condition tables and the
+        plots, attach the checkpoint, close the run."""
         import wandb
 
         run = self.experiment
         run.summary.update({k: v for k, v in metrics.items() if isinstance(v, int | float)})
+        for split, by_cond in metrics.get("by_condition", {}).items():
+            names = sorted(
+                {k for m in by_cond.values() for k, v in m.items() if isinstance(v, int | float)}
+            )
+            rows = [[cond, *(m.get(k) for k in names)] for cond, m in by_cond.items()]
+            run.log(
+                {f"{split}/by_condition": wandb.Table(columns=["condition", *names], data=rows)}
+            )
+        for image in images or []:
+            run.log({f"plots/{image.stem}": wandb.Image(str(image))})
         if self.log_best_checkpoint and best_checkpoint and Path(best_checkpoint).is_file():
             artifact = wandb.Artifact(f"model-{run.id}", type="model", metadata=metrics)
             artifact.add_file(best_checkpoint, name="best.ckpt")

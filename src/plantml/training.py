@@ -192,11 +192,11 @@ def train(cfg: DictConfig) -> dict:
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", metrics)
         title = f"{cfg.get('run_name', 'run')}: results"
-        write_outputs(output_dir, task, datamodule, metrics, title, gate_lines)
+        written = write_outputs(output_dir, task, datamodule, metrics, title, gate_lines)
         print_results(
             metrics, title=f"{cfg.get('run_name', 'run')}: results", output_dir=output_dir
         )
         for logger in loggers:
             if hasattr(logger, "finish_run"):
-                logger.finish_run(metrics, best)
+                logger.finish_run(metrics, best, [p for p in written if p.suffix == ".png"])
     return metrics

@@ -26,6 +26,7 @@ def test_wandb_runs_offline_without_api_key(tmp_path):
     blob = records.read_bytes()
     # the summary (final metrics) and the best checkpoint artifact are in the offline run
     assert b"val/auprc" in blob and b"best.ckpt" in blob and b"model-" in blob
+    assert b"val/by_condition" in blob and b"plots/by_condition" in blob  # tables and images
     assert (run / "metrics.json").is_file()
 
 

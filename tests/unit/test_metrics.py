@@ -60,3 +60,33 @@ def test_per_condition_split_and_counts():
     out = evaluate("rul", pred, y, torch.tensor([0, 0, 1, -1]), ["a", "b"])
     assert out["by_condition"]["a"]["rmse"] == 0.0 and out["by_condition"]["b"]["rmse"] == 2.0
     assert out["by_condition"]["unseen"]["n"] == 1 and out["overall"]["n"] == 4
+
+
+def test_single_asset_condition_has_no_interval_and_worst_is_named():
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    assets = torch.tensor(np.repeat(np.arange(6), 20))
+    conditions = torch.tensor(np.where(assets.numpy() == 5, 1, 0))  # condition 'b' is one asset
+    true = torch.tensor(rng.uniform(0, 100, 120)).float()
+    pred = true + torch.tensor(np.where(conditions.numpy() == 1, 20.0, 1.0)).float()
+    out = evaluate("rul", pred, true, conditions, ["a", "b"], assets=assets, n_boot=200)
+    assert (
+        out["by_condition"]["b"]["assets"] == 1 and out["by_condition"]["b"]["ci"]["rmse"] is None
+    )
+    lo, hi = out["by_condition"]["a"]["ci"]["rmse"]
+    assert lo <= out["by_condition"]["a"]["rmse"] <= hi
+    worst = out["worst_condition"]
+    assert worst["condition"] == "b" and worst["gap"] == pytest.approx(
+        20.0 - out["overall"]["rmse"]
+    )
+
+
+def test_coverage_flags_unseen_and_rare_conditions():
+    from plantml.evaluation.metrics import coverage
+
+    train = [0] * 98 + [1] * 2
+    cov = coverage(train, [0, 1, 2], ["a", "b", "c"])
+    assert "warning" not in cov["a"]
+    assert cov["b"]["train_windows"] == 2 and "only 2 training windows" in cov["b"]["warning"]
+    assert cov["c"]["train_windows"] == 0 and "never saw it" in cov["c"]["warning"]

@@ -48,8 +48,9 @@ def plot_by_condition(metrics: dict, kind: str, path: Path) -> None:
     """Bars of the headline metrics per operating condition, one group per split."""
     names = ("rmse", "mae") if kind == "rul" else ("recall", "precision", "f1")
     splits = list(metrics.get("by_condition", {}))
-    fig = _figure(figsize=(5 * len(splits), 3.6))
-    axes = fig.subplots(1, len(splits), squeeze=False)
+    widths = [max(5.0, 1.5 * len(metrics["by_condition"][split])) for split in splits]
+    fig = _figure(figsize=(sum(widths), 4.2))
+    axes = fig.subplots(1, len(splits), squeeze=False, gridspec_kw={"width_ratios": widths})
     for ax, split in zip(axes[0], splits, strict=True):
         by_cond = metrics["by_condition"][split]
         conds = list(by_cond)
@@ -69,7 +70,9 @@ def plot_by_condition(metrics: dict, kind: str, path: Path) -> None:
             if overall is not None:
                 ax.axhline(overall, color=f"C{i}", linestyle="--", linewidth=0.8)
         ax.set_xticks(x + width * (len(names) - 1) / 2)
-        ax.set_xticklabels([f"{c}\n(n={by_cond[c].get('n', 0)})" for c in conds], fontsize=8)
+        # long cluster names ("op_setting_1=42, op_setting_2=0.84, ...") go one setting a line
+        labels = [f"{c}".replace(", ", "\n") + f"\n(n={by_cond[c].get('n', 0)})" for c in conds]
+        ax.set_xticklabels(labels, fontsize=7)
         ax.set_title(
             f"{split}: by condition (dashed: overall; bars: 95 % CI over assets)", fontsize=9
         )

@@ -20,7 +20,7 @@ from plantml.builders import (
     check_trainer,
 )
 from plantml.evaluation.metrics import clean_json
-from plantml.evaluation.outputs import write_outputs
+from plantml.evaluation.outputs import add_alarm_rates, prediction_frames, write_outputs
 from plantml.evaluation.report import print_results
 from plantml.lineage import lineage
 
@@ -184,6 +184,8 @@ def train(cfg: DictConfig) -> dict:
         metrics["train/windows_per_second"] = throughput.windows_per_second
     metrics["epochs"] = trainer.current_epoch
     metrics["best_checkpoint"] = best
+    frames = prediction_frames(task, datamodule) if trainer.is_global_zero else {}
+    add_alarm_rates(metrics, frames)
     gate_lines = (
         apply_gate(cfg, metrics, "test" if "test" in task.results else "val")
         if task.results
@@ -192,7 +194,7 @@ def train(cfg: DictConfig) -> dict:
     if trainer.is_global_zero:
         write_json(output_dir / "metrics.json", metrics)
         title = f"{cfg.get('run_name', 'run')}: results"
-        written = write_outputs(output_dir, task, datamodule, metrics, title, gate_lines)
+        written = write_outputs(output_dir, task, datamodule, frames, metrics, title, gate_lines)
         print_results(
             metrics, title=f"{cfg.get('run_name', 'run')}: results", output_dir=output_dir
         )

@@ -58,6 +58,8 @@ def test_train_writes_the_run_folder(trained):
     assert (
         len(predictions) == m["val/n"] and predictions["alarm"].sum() == m["val/tp"] + m["val/fp"]
     )
+    # hourly windows: an asset-day is 24 scored windows
+    assert m["val/false_alarms_per_asset_day"] == pytest.approx(24 * m["val/fp"] / m["val/n"])
     for png in ("by_condition.png", "precision_recall_val.png", "precision_recall_test.png"):
         assert (run / png).read_bytes()[:4] == b"\x89PNG"
 

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from plantml.builders import build_datamodule, build_task, build_trainer, instantiate
 from plantml.errors import CheckpointError, ConfigError
-from plantml.evaluation.outputs import write_outputs
+from plantml.evaluation.outputs import add_alarm_rates, prediction_frames, write_outputs
 from plantml.evaluation.report import print_results
 from plantml.training import apply_gate, coverage_warnings, flatten_results, write_json
 
@@ -130,11 +130,15 @@ def evaluate_checkpoint(eval_cfg: DictConfig, overrides: list[str]) -> dict:
     trainer.test(task, datamodule=datamodule, verbose=False)
     metrics = flatten_results(task.results, coverage_warnings(datamodule, task.results))
     metrics["checkpoint"] = str(ckpt)
+    frames = prediction_frames(task, datamodule) if trainer.is_global_zero else {}
+    add_alarm_rates(metrics, frames)
     gate_lines = apply_gate(eval_cfg, metrics, split)
     if trainer.is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
         write_json(output_dir / "metrics.json", metrics)
-        write_outputs(output_dir, task, datamodule, metrics, f"evaluation of {ckpt}", gate_lines)
+        write_outputs(
+            output_dir, task, datamodule, frames, metrics, f"evaluation of {ckpt}", gate_lines
+        )
         print_results(metrics, title=f"evaluation of {ckpt}", output_dir=output_dir)
     return metrics

@@ -27,8 +27,22 @@ from plantml.errors import ConfigError, did_you_mean
 
 SCOPES = ("overall", "every_condition", "worst_condition")
 RUL_METRICS = ("rmse", "mae", "bias", "score")
-FAILURE_METRICS = ("precision", "recall", "f1", "auroc", "auprc", "false_alarms_per_1000")
-HIGHER_IS_WORSE = {"rmse", "mae", "score", "false_alarms_per_1000"}  # bias: |bias|
+FAILURE_METRICS = (
+    "precision",
+    "recall",
+    "f1",
+    "auroc",
+    "auprc",
+    "false_alarms_per_1000",
+    "false_alarms_per_asset_day",
+)
+HIGHER_IS_WORSE = {
+    "rmse",
+    "mae",
+    "score",
+    "false_alarms_per_1000",
+    "false_alarms_per_asset_day",
+}  # bias: |bias|
 COUNT_KEYS = {"n", "assets"}
 
 

@@ -37,6 +37,42 @@ def predictions_frame(
     return frame.sort_values(["asset", "time"], kind="stable").reset_index(drop=True)
 
 
+def prediction_frames(task, datamodule) -> dict[str, pd.DataFrame]:
+    """:func:`predictions_frame` for every split the task scored last."""
+    threshold = task.threshold_value()
+    return {
+        split: predictions_frame(out, datamodule.prepared(split), task.kind, threshold)
+        for split, out in task.predictions.items()
+    }
+
+
+def add_alarm_rates(metrics: dict, frames: dict[str, pd.DataFrame]) -> None:
+    """False alarms per asset-day, overall and per condition, for timestamped failure predictions.
+
+    An asset-day is 24 hours of scored windows: each window stands for the
+    median spacing between its asset's consecutive window ends.
+    """
+    for split, pred in frames.items():
+        if "alarm" not in pred or not pd.api.types.is_datetime64_any_dtype(pred["time"]):
+            continue
+        hours = pred.groupby("asset")["time"].transform(
+            lambda t: t.diff().median() / pd.Timedelta(1, "h") if len(t) > 1 else np.nan
+        )
+        pred = pred.assign(
+            days=hours.fillna(hours.median()) / 24.0,
+            fa=(pred["alarm"] == 1) & (pred["target"] < 0.5),
+        )
+        if not pred["days"].sum() > 0:
+            continue
+        metrics[f"{split}/false_alarms_per_asset_day"] = float(
+            pred["fa"].sum() / pred["days"].sum()
+        )
+        for cond, part in pred.groupby("condition"):
+            entry = metrics.get("by_condition", {}).get(split, {}).get(cond)
+            if entry is not None and part["days"].sum() > 0:
+                entry["false_alarms_per_asset_day"] = float(part["fa"].sum() / part["days"].sum())
+
+
 def _figure(**kwargs):
     """A figure that does not touch pyplot's global state or backend (safe in notebooks)."""
     from matplotlib.figure import Figure
@@ -142,6 +178,7 @@ def write_outputs(
     output_dir: Path,
     task,
     datamodule,
+    frames: dict[str, pd.DataFrame],
     metrics: dict,
     title: str = "evaluation",
     gate_lines: list[str] | None = None,
@@ -149,8 +186,7 @@ def write_outputs(
     """predictions_<split>.csv, PNG plots and report.md for every split the task scored last."""
     written = []
     threshold = task.threshold_value()
-    for split, out in task.predictions.items():
-        pred = predictions_frame(out, datamodule.prepared(split), task.kind, threshold)
+    for split, pred in frames.items():
         path = output_dir / f"predictions_{split}.csv"
         pred.to_csv(path, index=False)
         written.append(path)

@@ -19,6 +19,7 @@ COLUMNS = {
     "auroc": "AUROC",
     "auprc": "AUPRC",
     "false_alarms_per_1000": "false alarms /1000",
+    "false_alarms_per_asset_day": "false alarms /asset-day",
     "positives": "positives",
     "n": "windows",
 }

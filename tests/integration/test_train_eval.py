@@ -60,7 +60,12 @@ def test_train_writes_the_run_folder(trained):
     )
     # hourly windows: an asset-day is 24 scored windows
     assert m["val/false_alarms_per_asset_day"] == pytest.approx(24 * m["val/fp"] / m["val/n"])
-    for png in ("by_condition.png", "precision_recall_val.png", "precision_recall_test.png"):
+    for png in (
+        "by_condition.png",
+        "precision_recall_val.png",
+        "precision_recall_test.png",
+        "confusion_test.png",
+    ):
         assert (run / png).read_bytes()[:4] == b"\x89PNG"
 
 

@@ -174,6 +174,40 @@ def plot_precision_recall(pred: pd.DataFrame, threshold: float, path: Path) -> N
     fig.savefig(path, dpi=110)
 
 
+def plot_confusion_matrices(pred: pd.DataFrame, path: Path) -> None:
+    """Alarm against outcome, overall and per condition (counts and row shares)."""
+    groups = [("overall", pred), *pred.groupby("condition")]
+    fig = _figure(figsize=(2.9 * len(groups), 3.0))
+    axes = fig.subplots(1, len(groups), squeeze=False)[0]
+    for ax, (name, part) in zip(axes, groups, strict=True):
+        truth = (part["target"] > 0.5).to_numpy()
+        alarm = (part["alarm"] == 1).to_numpy()
+        cm = np.array(
+            [
+                [np.sum(~truth & ~alarm), np.sum(~truth & alarm)],
+                [np.sum(truth & ~alarm), np.sum(truth & alarm)],
+            ]
+        )
+        share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        for i in range(2):
+            for j in range(2):
+                ax.text(
+                    j,
+                    i,
+                    f"{cm[i, j]}\n{100 * share[i, j]:.1f} %",
+                    ha="center",
+                    va="center",
+                    color="white" if share[i, j] > 0.5 else "black",
+                    fontsize=8,
+                )
+        ax.set_xticks([0, 1], ["no alarm", "alarm"], fontsize=8)
+        ax.set_yticks([0, 1], ["no failure", "failure"], fontsize=8)
+        ax.set_title(str(name).replace(", ", "\n"), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def write_outputs(
     output_dir: Path,
     task,
@@ -196,7 +230,11 @@ def write_outputs(
             written.append(output_dir / f"rul_trajectories_{split}.png")
         else:
             plot_precision_recall(pred, threshold, output_dir / f"precision_recall_{split}.png")
-            written.append(output_dir / f"precision_recall_{split}.png")
+            plot_confusion_matrices(pred, output_dir / f"confusion_{split}.png")
+            written += [
+                output_dir / f"precision_recall_{split}.png",
+                output_dir / f"confusion_{split}.png",
+            ]
     if metrics.get("by_condition"):
         plot_by_condition(metrics, task.kind, output_dir / "by_condition.png")
         written.append(output_dir / "by_condition.png")

@@ -4,15 +4,14 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install train test test-slow test-data test-all lint format bench clean
+.PHONY: help install train test test-data test-all lint format clean
 
 help:
 	@echo "make train      train the default experiment (synthetic fleet, failure within 24 h)"
 	@echo "make test       fast test suite (a few minutes on 2 cores)"
-	@echo "make test-slow  slower checks kept out of the default run (marked slow)"
 	@echo "make test-data  tests on the real datasets in ../shared/data"
 	@echo "make lint       ruff check + format check"
-	@echo "make bench      benchmarks in scripts/ (see each script's --help)"
+	@echo "make test-all   every test, real-data ones included"
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "need $(PYTHON) (Python >= 3.11); set PYTHON=..."; exit 1; }
@@ -28,9 +27,6 @@ train: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
-
-test-slow: $(STAMP)
-	$(BIN)/python -m pytest -q -m slow $(ARGS)
 
 test-data: $(STAMP)
 	$(BIN)/python -m pytest -q -m real_data $(ARGS)

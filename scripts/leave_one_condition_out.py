@@ -23,7 +23,7 @@ from pathlib import Path
 import pandas as pd
 
 from plantml import api
-from plantml.evaluation.metrics import HEADLINE
+from plantml.evaluation.metrics import HEADLINE, HIGHER_IS_WORSE
 from plantml.evaluation.report import markdown_table
 
 
@@ -47,7 +47,8 @@ def main() -> None:
             "data.split_by.test_fraction=0.2"
         )  # the held-out condition is scored on test assets
     kind = api.datamodule(api.compose(overrides, output_dir=args.out / "probe")).data.target_kind
-    metric, higher_is_worse = HEADLINE[kind]
+    metric = HEADLINE[kind]
+    higher_is_worse = metric in HIGHER_IS_WORSE
     baseline = run(overrides, args.out, "all_conditions")
     conditions = args.conditions or list(baseline["by_condition"]["test"])
     rows = []

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from pathlib import Path
 
 import lightning as L
 from lightning.pytorch.callbacks import Callback, ModelCheckpoint
-from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from plantml.builders import (
@@ -19,9 +17,7 @@ from plantml.builders import (
     build_trainer,
     check_trainer,
 )
-from plantml.evaluation.metrics import clean_json
-from plantml.evaluation.outputs import add_alarm_rates, prediction_frames, write_outputs
-from plantml.evaluation.report import print_results
+from plantml.evaluation.results import finish_evaluation, write_json
 from plantml.lineage import lineage
 
 log = logging.getLogger(__name__)
@@ -71,69 +67,6 @@ class RunInfo(Callback):
         }
 
 
-def flatten_results(results: dict[str, dict], coverage_by_split: dict | None = None) -> dict:
-    """Per-split evaluation results → the metrics.json layout.
-
-    Overall scalars under ``"<split>/<metric>"``; per-condition metrics under
-    ``"by_condition"``; 95 % intervals under ``"intervals"``; the worst
-    condition under ``"worst_condition"``; training coverage under ``"coverage"``.
-    """
-    flat: dict = {}
-    nested: dict = {"by_condition": {}, "intervals": {}, "worst_condition": {}, "coverage": {}}
-    for split, result in results.items():
-        overall = dict(result["overall"])
-        if "ci" in overall:
-            nested["intervals"][split] = overall.pop("ci")
-        for name, value in overall.items():
-            flat[f"{split}/{name}"] = value
-        nested["by_condition"][split] = result["by_condition"]
-        if result.get("worst_condition"):
-            nested["worst_condition"][split] = result["worst_condition"]
-        if coverage_by_split and split in coverage_by_split:
-            nested["coverage"][split] = coverage_by_split[split]
-    flat.update({k: v for k, v in nested.items() if v or k == "by_condition"})
-    return flat
-
-
-def apply_gate(cfg: DictConfig, metrics: dict, split: str) -> list[str] | None:
-    """Check ``cfg.gate`` on ``split``; record the verdict in ``metrics["gate"]``; its lines, or None."""
-    from plantml.evaluation.gate import check_gate, load_gate
-
-    gate_cfg = cfg.get("gate")
-    rules, min_samples, min_assets = load_gate(
-        OmegaConf.to_container(gate_cfg, resolve=True) if gate_cfg else None
-    )
-    if not rules:
-        return None
-    result = check_gate(metrics, split, rules, min_samples, min_assets)
-    metrics["gate"] = result.to_dict()
-    lines = result.summary_lines()
-    for line in lines:
-        (log.info if result.passed else log.warning)("gate: %s", line)
-    return lines
-
-
-def coverage_warnings(datamodule, splits) -> dict:
-    """Training coverage of each evaluated split's conditions; warnings go to the log too."""
-    from plantml.evaluation.metrics import coverage
-
-    train = datamodule.data.windows["train"].conditions
-    out = {}
-    for split in splits:
-        data = datamodule.prepared(split)
-        out[split] = coverage(train, data.windows[split].conditions, data.condition_names)
-        for entry in out[split].values():
-            if "warning" in entry:
-                log.warning("coverage (%s): %s", split, entry["warning"])
-    return out
-
-
-@rank_zero_only
-def write_json(path: Path, payload: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(clean_json(payload), indent=2, default=str) + "\n")
-
-
 def _checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
     return next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
 
@@ -178,26 +111,23 @@ def train(cfg: DictConfig) -> dict:
         ):
             datamodule.eval_split = task.test_prefix = "test"
             trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)
-    metrics = flatten_results(task.results, coverage_warnings(datamodule, task.results))
+    extra = {"epochs": trainer.current_epoch, "best_checkpoint": best}
     throughput = next((c for c in callbacks if isinstance(c, ThroughputMonitor)), None)
     if throughput and throughput.windows_per_second:
-        metrics["train/windows_per_second"] = throughput.windows_per_second
-    metrics["epochs"] = trainer.current_epoch
-    metrics["best_checkpoint"] = best
-    frames = prediction_frames(task, datamodule) if trainer.is_global_zero else {}
-    add_alarm_rates(metrics, frames)
-    gate_lines = (
-        apply_gate(cfg, metrics, "test" if "test" in task.results else "val")
-        if task.results
-        else None
+        extra["train/windows_per_second"] = throughput.windows_per_second
+    gate_split = "test" if "test" in task.results else "val"
+    title = f"{cfg.get('run_name', 'run')}: results"
+    metrics, written = finish_evaluation(
+        output_dir,
+        task,
+        datamodule,
+        cfg.get("gate"),
+        gate_split,
+        title,
+        extra,
+        trainer.is_global_zero,
     )
     if trainer.is_global_zero:
-        write_json(output_dir / "metrics.json", metrics)
-        title = f"{cfg.get('run_name', 'run')}: results"
-        written = write_outputs(output_dir, task, datamodule, frames, metrics, title, gate_lines)
-        print_results(
-            metrics, title=f"{cfg.get('run_name', 'run')}: results", output_dir=output_dir
-        )
         for logger in loggers:
             if hasattr(logger, "finish_run"):
                 logger.finish_run(metrics, best, [p for p in written if p.suffix == ".png"])

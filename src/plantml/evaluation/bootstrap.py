@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 
 from plantml.errors import ConfigError, DataError
+from plantml.evaluation.metrics import RUL_METRICS
 
-RUL_METRICS = ("rmse", "mae", "bias", "score")
+# the metrics that decompose into per-asset sums (AUROC and AUPRC do not)
 FAILURE_METRICS = ("precision", "recall", "f1", "false_alarms_per_1000")
 _KINDS = {"rul": RUL_METRICS, "failure": FAILURE_METRICS}
 

@@ -11,9 +11,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 
 from plantml.builders import build_datamodule, build_task, build_trainer, instantiate
 from plantml.errors import CheckpointError, ConfigError
-from plantml.evaluation.outputs import add_alarm_rates, prediction_frames, write_outputs
-from plantml.evaluation.report import print_results
-from plantml.training import apply_gate, coverage_warnings, flatten_results, write_json
+from plantml.evaluation.results import finish_evaluation
 
 log = logging.getLogger(__name__)
 GROUPS = ("data", "model", "task", "trainer", "logger", "callbacks", "paths")
@@ -128,17 +126,17 @@ def evaluate_checkpoint(eval_cfg: DictConfig, overrides: list[str]) -> dict:
         cfg.trainer.default_root_dir = str(output_dir)
     trainer = build_trainer(cfg, [progress], [])
     trainer.test(task, datamodule=datamodule, verbose=False)
-    metrics = flatten_results(task.results, coverage_warnings(datamodule, task.results))
-    metrics["checkpoint"] = str(ckpt)
-    frames = prediction_frames(task, datamodule) if trainer.is_global_zero else {}
-    add_alarm_rates(metrics, frames)
-    gate_lines = apply_gate(eval_cfg, metrics, split)
+    title = f"evaluation of {ckpt}"
+    metrics, _ = finish_evaluation(
+        output_dir,
+        task,
+        datamodule,
+        eval_cfg.get("gate"),
+        split,
+        title,
+        {"checkpoint": str(ckpt)},
+        trainer.is_global_zero,
+    )
     if trainer.is_global_zero:
-        output_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
-        write_json(output_dir / "metrics.json", metrics)
-        write_outputs(
-            output_dir, task, datamodule, frames, metrics, f"evaluation of {ckpt}", gate_lines
-        )
-        print_results(metrics, title=f"evaluation of {ckpt}", output_dir=output_dir)
     return metrics

@@ -24,25 +24,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from plantml.errors import ConfigError, did_you_mean
+from plantml.evaluation.metrics import FAILURE_METRICS, HIGHER_IS_WORSE, RUL_METRICS
 
 SCOPES = ("overall", "every_condition", "worst_condition")
-RUL_METRICS = ("rmse", "mae", "bias", "score")
-FAILURE_METRICS = (
-    "precision",
-    "recall",
-    "f1",
-    "auroc",
-    "auprc",
-    "false_alarms_per_1000",
-    "false_alarms_per_asset_day",
-)
-HIGHER_IS_WORSE = {
-    "rmse",
-    "mae",
-    "score",
-    "false_alarms_per_1000",
-    "false_alarms_per_asset_day",
-}  # bias: |bias|
+# bias is judged by |bias|
 COUNT_KEYS = {"n", "assets"}
 
 

@@ -83,8 +83,20 @@ def classification_metrics(prob: torch.Tensor, target: torch.Tensor, threshold: 
     }
 
 
-# the metric that names a condition "worst", and whether higher is worse
-HEADLINE = {"rul": ("rmse", True), "failure": ("f1", False)}
+# every metric name evaluate() produces, and which of them are worse when higher
+RUL_METRICS = ("rmse", "mae", "bias", "score")
+FAILURE_METRICS = (
+    "precision",
+    "recall",
+    "f1",
+    "auroc",
+    "auprc",
+    "false_alarms_per_1000",
+    "false_alarms_per_asset_day",
+)
+HIGHER_IS_WORSE = {"rmse", "mae", "score", "false_alarms_per_1000", "false_alarms_per_asset_day"}
+# the metric that names a condition "worst"
+HEADLINE = {"rul": "rmse", "failure": "f1"}
 
 
 def evaluate(
@@ -145,7 +157,8 @@ def evaluate(
 
 def worst_condition(kind: str, overall: dict, by_condition: dict) -> dict | None:
     """The condition with the worst headline metric (RMSE, F1) and its gap to the overall figure."""
-    metric, higher_is_worse = HEADLINE[kind]
+    metric = HEADLINE[kind]
+    higher_is_worse = metric in HIGHER_IS_WORSE
     scored = {c: m[metric] for c, m in by_condition.items() if m.get(metric) is not None}
     if len(scored) < 2 or overall.get(metric) is None:
         return None

@@ -71,8 +71,11 @@ def _checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
     return next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
 
 
-def train(cfg: DictConfig) -> dict:
-    """Train, pick the best checkpoint, score it; returns the metrics written to metrics.json."""
+def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dict:
+    """Train, pick the best checkpoint, score it; returns the metrics written to metrics.json.
+
+    ``extra_callbacks`` join the configured ones (a sweep's pruning callback).
+    """
     output_dir = Path(cfg.paths.output_dir)
     check_trainer(cfg)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
@@ -85,6 +88,7 @@ def train(cfg: DictConfig) -> dict:
     callbacks = build_list(cfg.get("callbacks"), "callback")
     raw = OmegaConf.to_container(cfg, resolve=False)
     callbacks.append(RunInfo(resolved, raw, datamodule.state()))
+    callbacks.extend(extra_callbacks or [])
     loggers = build_list(cfg.get("logger"), "logger")
     trainer = build_trainer(cfg, callbacks, loggers)
     if trainer.is_global_zero:

@@ -115,7 +115,11 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
         ):
             datamodule.eval_split = task.test_prefix = "test"
             trainer.test(task, datamodule=datamodule, ckpt_path=best, verbose=False)
-    extra = {"epochs": trainer.current_epoch, "best_checkpoint": best}
+    extra = {
+        "epochs": trainer.current_epoch,
+        "best_checkpoint": best,
+        "model/parameters": sum(p.numel() for p in task.model.parameters() if p.requires_grad),
+    }
     throughput = next((c for c in callbacks if isinstance(c, ThroughputMonitor)), None)
     if throughput and throughput.windows_per_second:
         extra["train/windows_per_second"] = throughput.windows_per_second

@@ -95,18 +95,22 @@ def apply_overrides(cfg: DictConfig, overrides: list[str]) -> DictConfig:
     return cfg
 
 
-def evaluate_checkpoint(eval_cfg: DictConfig, overrides: list[str]) -> dict:
-    """Score ``eval_cfg.ckpt_path`` on ``data.split`` of its run's config with ``overrides``."""
-    ckpt = find_checkpoint(eval_cfg.ckpt_path)
+def load_run(ckpt_path: str | Path, overrides: list[str], base: DictConfig | None = None):
+    """(checkpoint path, run config, data module, task with the trained weights, checkpoint).
+
+    The run's stored config with ``overrides`` applied; ``base`` supplies
+    ``paths`` and ``run_name`` of the calling tool (eval, export).
+    """
+    ckpt = find_checkpoint(ckpt_path)
     checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
     cfg = run_config(ckpt, checkpoint)
     with open_dict(cfg):
-        cfg.paths = eval_cfg.paths
-        cfg.run_name = eval_cfg.run_name
+        if base is not None:
+            cfg.paths = base.paths
+            cfg.run_name = base.run_name
         if "hydra" in cfg:
             del cfg["hydra"]
     cfg = apply_overrides(cfg, list(overrides))
-    output_dir = Path(eval_cfg.paths.output_dir)
     datamodule = build_datamodule(cfg)
     task = build_task(cfg, datamodule)
     missing, unexpected = task.load_state_dict(checkpoint["state_dict"], strict=False)
@@ -115,6 +119,13 @@ def evaluate_checkpoint(eval_cfg: DictConfig, overrides: list[str]) -> dict:
             f"{ckpt} does not fit the model built from its config (missing {missing[:5]}, "
             f"unexpected {unexpected[:5]}); do not override model.* when evaluating"
         )
+    return ckpt, cfg, datamodule, task, checkpoint
+
+
+def evaluate_checkpoint(eval_cfg: DictConfig, overrides: list[str]) -> dict:
+    """Score ``eval_cfg.ckpt_path`` on ``data.split`` of its run's config with ``overrides``."""
+    ckpt, cfg, datamodule, task, _ = load_run(eval_cfg.ckpt_path, overrides, eval_cfg)
+    output_dir = Path(eval_cfg.paths.output_dir)
     split = datamodule.eval_split
     task.test_prefix = split
     task.n_boot = int(eval_cfg.get("bootstrap", 0))

@@ -1,13 +1,17 @@
-"""LSTM over sensor windows."""
+"""Recurrent (LSTM or GRU) model over sensor windows."""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 import torch
 from torch import nn
 
+from plantml.errors import ConfigError
+
 
 class LSTMModel(nn.Module):
-    """Stacked LSTM with a small MLP head on the last time step.
+    """Stacked LSTM (or GRU) with a small MLP head on the last time step.
 
     Input ``(batch, time, channels)`` float; output ``(batch, out_features)``
     (a RUL estimate, a failure logit). No dict inputs, no state between calls,
@@ -21,7 +25,11 @@ class LSTMModel(nn.Module):
         dropout: dropout between LSTM layers and in the head.
         bidirectional: read the window both ways.
         head_size: hidden width of the head (0: a single linear layer).
+        cell: ``lstm`` or ``gru`` (fewer parameters; ONNX Runtime cannot
+            quantize GRU to INT8).
     """
+
+    CELLS: ClassVar[dict[str, type[nn.RNNBase]]] = {"lstm": nn.LSTM, "gru": nn.GRU}
 
     def __init__(
         self,
@@ -32,9 +40,13 @@ class LSTMModel(nn.Module):
         dropout: float = 0.1,
         bidirectional: bool = False,
         head_size: int = 32,
+        cell: str = "lstm",
     ):
         super().__init__()
-        self.lstm = nn.LSTM(
+        if cell not in self.CELLS:
+            raise ConfigError(f"unknown model.cell {cell!r}; use one of {', '.join(self.CELLS)}")
+        self.cell = cell
+        self.lstm = self.CELLS[cell](
             in_features,
             hidden_size,
             num_layers=num_layers,

@@ -6,8 +6,10 @@ from collections.abc import Callable
 
 import lightning as L
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from plantml.errors import ConfigError
 from plantml.evaluation.metrics import evaluate
 
 
@@ -46,6 +48,9 @@ class SensorTask(L.LightningModule):
         self.results: dict[str, dict] = {}
         self.predictions: dict[str, dict[str, torch.Tensor]] = {}  # the last pass of each split
         self._outputs: list[dict] = []
+        self._teacher: tuple[nn.Module, ...] = ()  # a tuple keeps it out of the state dict
+        self.distill_alpha = 1.0
+        self.distill_temperature = 1.0
 
     # -- the job ---------------------------------------------------------------------
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -68,9 +73,38 @@ class SensorTask(L.LightningModule):
     def on_eval_results(self, split: str, pred: torch.Tensor, y: torch.Tensor) -> None:
         """Hook after a full validation pass (the failure task picks its threshold here)."""
 
+    # -- distillation ------------------------------------------------------------------
+    def set_teacher(
+        self, teacher: nn.Module | None, alpha: float = 0.5, temperature: float = 1.0
+    ) -> None:
+        """Learn from ``teacher``'s raw outputs too (knowledge distillation).
+
+        The training loss becomes ``alpha * loss(labels) + (1 - alpha) *
+        soft_loss(teacher)``; the teacher is frozen and not saved with the task.
+        """
+        if not 0.0 <= alpha <= 1.0:
+            raise ConfigError(f"distillation alpha must be in [0, 1], got {alpha}")
+        if temperature <= 0:
+            raise ConfigError(f"distillation temperature must be > 0, got {temperature}")
+        if teacher is not None:
+            teacher.eval().requires_grad_(False)
+        self._teacher = () if teacher is None else (teacher,)
+        self.distill_alpha, self.distill_temperature = float(alpha), float(temperature)
+
+    def soft_loss(self, output: torch.Tensor, teacher_output: torch.Tensor) -> torch.Tensor:
+        """Distance to the teacher's raw output (regression: squared error)."""
+        return F.mse_loss(output.float(), teacher_output.float())
+
     # -- steps -------------------------------------------------------------------------
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
-        loss = self.loss(self(batch["x"]), batch["y"])
+        output = self(batch["x"])
+        loss = self.loss(output, batch["y"])
+        if self._teacher:
+            teacher = self._teacher[0].to(output.device)
+            with torch.no_grad():
+                teacher_output = teacher(batch["x"]).squeeze(-1)
+            soft = self.soft_loss(output, teacher_output)
+            loss = self.distill_alpha * loss + (1.0 - self.distill_alpha) * soft
         self.log(
             "train/loss",
             loss,

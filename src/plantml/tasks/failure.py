@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.trainer.states import TrainerFn
 from torch import nn
 
@@ -51,6 +52,12 @@ class FailureTask(SensorTask):
 
     def postprocess(self, output: torch.Tensor) -> torch.Tensor:
         return torch.sigmoid(output.float())
+
+    def soft_loss(self, output: torch.Tensor, teacher_output: torch.Tensor) -> torch.Tensor:
+        """Cross-entropy against the teacher's softened probabilities (Hinton et al. 2015)."""
+        t = self.distill_temperature
+        soft_target = torch.sigmoid(teacher_output.float() / t)
+        return F.binary_cross_entropy_with_logits(output.float() / t, soft_target) * t * t
 
     def threshold_value(self) -> float:
         return float(self.threshold)

@@ -1,0 +1,22 @@
+"""plantml-export ckpt_path=CKPT export=RECIPE: turn a checkpoint into an edge bundle."""
+
+from __future__ import annotations
+
+import hydra
+from omegaconf import DictConfig
+
+from plantml.cli.common import quiet_libraries, user_errors
+
+
+@hydra.main(config_path="pkg://plantml.configs", config_name="export", version_base="1.3")
+@user_errors
+def main(cfg: DictConfig) -> None:
+    quiet_libraries()
+    from plantml.export.recipe import run_export
+    from plantml.export.report import print_summary
+
+    print_summary(run_export(cfg))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,96 @@
+"""Seal an exported model into an edge bundle: ``model.onnx`` + ``manifest.json``.
+
+The manifest (format: :mod:`plantml.edge.bundle`) tells a device everything it
+needs: the input schema and normalization (:mod:`plantml.export.manifest`),
+the operating conditions, what the output means and when it raises an alarm,
+the hashes of the files, where the model came from, and how well it did per
+condition.
+"""
+
+from __future__ import annotations
+
+import shutil
+from datetime import UTC, datetime
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+import plantml
+from plantml.edge.bundle import FORMAT, FORMAT_VERSION, load_bundle, sha256_file, write_manifest
+from plantml.export.manifest import input_manifest
+
+
+def task_manifest(kind: str, cfg: DictConfig, threshold: float | None, time_unit: str) -> dict:
+    """What the prediction means and when it is an alarm."""
+    target = cfg.data.get("target", {})
+    if kind == "failure":
+        horizon = target.get("horizon")
+        return {
+            "kind": "failure",
+            "output_name": "failure_probability",
+            "description": f"probability that the asset fails within the next {horizon} {time_unit}",
+            "unit": None,
+            "horizon": horizon,
+            "threshold": threshold,
+            "alarm_when": "above",
+        }
+    if kind == "rul":
+        return {
+            "kind": "rul",
+            "output_name": "rul",
+            "description": f"remaining useful life in {time_unit} at the window's last row",
+            "unit": time_unit,
+            "rul_cap": target.get("rul_cap"),
+            "threshold": threshold,
+            "alarm_when": None if threshold is None else "below",
+        }
+    return {
+        "kind": kind,
+        "output_name": f"{kind}_score",
+        "description": f"{kind} score of the window",
+        "unit": None,
+        "threshold": threshold,
+        "alarm_when": None if threshold is None else "above",
+    }
+
+
+def write_bundle(
+    folder: str | Path,
+    onnx_path: str | Path,
+    *,
+    name: str,
+    data,
+    cfg: DictConfig,
+    kind: str,
+    threshold: float | None,
+    model_info: dict,
+    metrics: dict,
+    lineage: dict,
+    stride: int = 1,
+) -> Path:
+    """Write and verify a bundle folder; returns it. ``data`` is the run's PreparedData."""
+    folder = Path(folder)
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    shutil.copyfile(onnx_path, folder / "model.onnx")
+    timestamps = str(data.frame[data.table.time_column].dtype).startswith("datetime")
+    time_unit = data.table.time_unit if timestamps else "cycles"
+    created = datetime.now(UTC)
+    digest = sha256_file(folder / "model.onnx")[:12]
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "name": name,
+        "version": f"{created:%Y%m%d.%H%M%S}-{digest}",
+        "created": created.isoformat(timespec="seconds"),
+        "plantml_version": plantml.__version__,
+        "model": {"file": "model.onnx", "input": "window", "output": "prediction", **model_info},
+        **input_manifest(data, cfg.data.get("cleaning"), stride),
+        "task": task_manifest(kind, cfg, threshold, time_unit),
+        "lineage": lineage,
+        "metrics": metrics,
+    }
+    write_manifest(folder, manifest)
+    load_bundle(folder)  # what a device will do: read it back and check every hash
+    return folder

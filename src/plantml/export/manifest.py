@@ -1,0 +1,94 @@
+"""The data side of an edge bundle's manifest, taken from the fitted training pipeline.
+
+:func:`input_manifest` gives the ``input``, ``normalization`` and ``conditions``
+blocks of ``manifest.json`` (format in :mod:`plantml.edge.bundle`): which columns
+a device must send, how often, and the statistics that turn them into the
+normalized windows the model was trained on. No torch here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from plantml.data.alignment import ticks
+from plantml.data.cleaning import resolve_config
+from plantml.data.pipeline import PreparedData
+from plantml.errors import ConfigError
+
+GAP_FACTOR = 1.5  # a step above 1.5 sampling periods means rows are missing: restart the window
+
+
+def _median_step(data: PreparedData, datetime_time: bool) -> float | None:
+    """Median step between consecutive rows of one asset (seconds for timestamps)."""
+    frame, table = data.frame, data.table
+    t = ticks(frame[table.time_column]).astype(np.float64)
+    if datetime_time:
+        t = t / 1e9
+    assets = frame[table.asset_column].to_numpy()
+    same = assets[1:] == assets[:-1]
+    steps = np.diff(t)[same]
+    steps = steps[steps > 0]
+    return float(np.median(steps)) if len(steps) else None
+
+
+def sampling_period(data: PreparedData, cleaning: Mapping | None) -> float | None:
+    """Time between rows the model expects: the ``align`` period, else the median step.
+
+    Seconds for timestamp time columns, time units (cycles) for numeric ones.
+    """
+    datetime_time = pd.api.types.is_datetime64_any_dtype(data.frame[data.table.time_column])
+    align = resolve_config(cleaning)["align"]
+    if align["enabled"] and align["period"] is not None:
+        period = align["period"]
+        if datetime_time:
+            try:
+                return float(pd.Timedelta(period).total_seconds())
+            except (ValueError, TypeError):
+                raise ConfigError(
+                    f"data.cleaning.align.period={period!r} is not a duration; use e.g. '1h'"
+                ) from None
+        return float(period)
+    return _median_step(data, datetime_time)
+
+
+def input_manifest(data: PreparedData, cleaning: Mapping | None, stride: int = 1) -> dict[str, Any]:
+    """The ``input``, ``normalization`` and ``conditions`` blocks of a bundle manifest.
+
+    Args:
+        data: the prepared training data (``DataPipeline.prepare()``).
+        cleaning: the ``data.cleaning`` config the data was cleaned with (for
+            the ``align`` period); None for the defaults.
+        stride: emit a prediction every ``stride`` full windows on the device.
+
+    Returns:
+        ``{"input": ..., "normalization": ..., "conditions": ...}`` (plain JSON types).
+    """
+    if int(stride) < 1:
+        raise ConfigError(f"the edge stride must be >= 1, got {stride}")
+    table = data.table
+    time_kind = (
+        "datetime"
+        if pd.api.types.is_datetime64_any_dtype(data.frame[table.time_column])
+        else "number"
+    )
+    period = sampling_period(data, cleaning)
+    features = list(data.feature_names)
+    return {
+        "input": {
+            "asset_column": table.asset_column,
+            "time_column": table.time_column,
+            "time_kind": time_kind,
+            "sampling_period": period,
+            "max_gap": None if period is None else GAP_FACTOR * period,
+            "feature_columns": features,
+            "dtypes": dict.fromkeys(features, "float32"),
+            "window_length": int(data.window_length),
+            "stride": int(stride),
+        },
+        "normalization": data.scaler.state(),
+        "conditions": data.conditions.state(),
+    }

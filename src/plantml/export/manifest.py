@@ -77,6 +77,13 @@ def input_manifest(data: PreparedData, cleaning: Mapping | None, stride: int = 1
     )
     period = sampling_period(data, cleaning)
     features = list(data.feature_names)
+    masks = [f for f in features if f.endswith("__missing")]
+    if masks:
+        raise ConfigError(
+            f"the model reads missing-value mask features {masks[:3]}, which an edge device "
+            "cannot send (the runtime rejects rows with missing values instead of filling "
+            "them); retrain with data.cleaning.fill.mask_as_feature=false to export it"
+        )
     return {
         "input": {
             "asset_column": table.asset_column,

@@ -1,0 +1,375 @@
+"""The edge bundle: a folder with ``model.onnx`` and ``manifest.json``.
+
+An edge device runs a bundle with numpy, onnxruntime and the Python standard
+library only. ``manifest.json`` (format version 1) holds::
+
+    {
+      "format": "plantml-edge-bundle", "format_version": 1,
+      "name": str, "version": str, "created": ISO-8601 str, "plantml_version": str,
+      "model": {"file": "model.onnx", "input": "window", "output": "prediction", "opset": int,
+                "exporter": "torchscript"|"dynamo", "variant": str, ...other keys allowed},
+          # ONNX input "window": float32 (batch, window_length, n_features), already normalized.
+          # ONNX output "prediction": float32 (batch,) or (batch,1) -- the FINAL prediction
+          # (failure probability, RUL in time units, anomaly score): post-processing is in the graph.
+      "input": {
+        "asset_column": str, "time_column": str,
+        "time_kind": "number" | "datetime",   # datetime: ISO strings in files, compared as POSIX seconds
+        "sampling_period": float | null,       # seconds (datetime) or time units (number) between rows
+        "max_gap": float | null,               # a step between consecutive accepted rows of one asset
+                                               # LARGER than this restarts that asset's window (null: never)
+        "feature_columns": [str, ...],         # model channels, in order
+        "dtypes": {col: "float32", ...},
+        "window_length": int, "stride": int    # stride: emit a prediction every `stride` full windows
+                                               # (1 = every row once the window is full)
+      },
+      "normalization": {"method": str, "per_condition": bool,
+                        "offset": [[float]*n_features]*(n_conditions+1), "scale": same},
+                        # last row = global statistics
+      "conditions": {"mode": "single"|"column"|"cluster", "column": str|null, "settings": [str]|null,
+                     "names": [str], "categories": [str], "center": [float]|null,
+                     "scale": [float]|null, "centroids": [[float]]|null},
+      "task": {"kind": "rul"|"failure"|"anomaly", "output_name": str, "description": str,
+               "unit": str|null, "threshold": float|null, "alarm_when": "above"|"below"|null, ...},
+      "files": {"model.onnx": "<sha256 hex>", ...every other file of the bundle except manifest.json},
+      "manifest_sha256": "<sha256 hex of the manifest's canonical JSON without this key>",
+      "lineage": {...}, "metrics": {...}       # free-form, informational
+    }
+
+Semantics (the same as the training pipeline in ``plantml.data``):
+
+- Condition code per row: mode ``single`` -> 0; ``column`` -> index of the value in
+  ``categories`` (numbers match by value: ``1`` matches ``"1.0"``), unknown -> -1 ("unseen");
+  ``cluster`` -> nearest centroid to ``nan_to_num((settings - center) / scale)``.
+- Normalization: row ``code`` of offset/scale when ``per_condition`` and the code is known,
+  else the last (global) row; ``((x - offset) / scale)`` in float64, then cast to float32.
+- Windows: per asset, consecutive accepted rows in time order; a window of
+  ``window_length`` rows ends at every row once that many rows arrived since the last
+  restart; with stride ``s`` a prediction is emitted when ``(complete windows - 1) % s == 0``.
+  A step larger than ``max_gap`` restarts the asset's window.
+- Alarm: ``prediction >= threshold`` (``alarm_when: above``) or ``<=`` (``below``).
+
+:func:`load_bundle` checks all of this before a model runs; :func:`write_manifest`
+seals a folder (hashes every file) for the exporter and for tests.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+FORMAT = "plantml-edge-bundle"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+REEXPORT = "re-export it with plantml-export"
+
+_REQUIRED = {
+    "": [
+        *("format", "format_version", "name", "version", "model", "input"),
+        *("normalization", "conditions", "task", "files"),
+    ],
+    "model": ["file", "input", "output"],
+    "input": [
+        *("asset_column", "time_column", "time_kind", "sampling_period", "max_gap"),
+        *("feature_columns", "window_length", "stride"),
+    ],
+    "normalization": ["method", "per_condition", "offset", "scale"],
+    "conditions": ["mode", "names"],
+    "task": ["kind", "output_name"],
+}
+
+
+class BundleError(ValueError):
+    """The bundle cannot be used as it is (missing, modified, inconsistent)."""
+
+
+def sha256_file(path: str | Path) -> str:
+    """SHA-256 hex digest of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True, eq=False)
+class Bundle:
+    """A loaded, verified bundle: its folder and its manifest, with typed accessors.
+
+    ``offset`` and ``scale`` are the normalization statistics as
+    (n_conditions + 1, n_features) float64 arrays; the last row is global.
+    """
+
+    path: Path
+    manifest: dict[str, Any]
+    offset: np.ndarray = field(repr=False)
+    scale: np.ndarray = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        return str(self.manifest["name"])
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+    @property
+    def model_path(self) -> Path:
+        return self.path / self.manifest["model"]["file"]
+
+    @property
+    def input(self) -> dict[str, Any]:
+        return self.manifest["input"]
+
+    @property
+    def conditions(self) -> dict[str, Any]:
+        return self.manifest["conditions"]
+
+    @property
+    def task(self) -> dict[str, Any]:
+        return self.manifest["task"]
+
+    @property
+    def asset_column(self) -> str:
+        return self.input["asset_column"]
+
+    @property
+    def time_column(self) -> str:
+        return self.input["time_column"]
+
+    @property
+    def feature_columns(self) -> list[str]:
+        return list(self.input["feature_columns"])
+
+    @property
+    def window_length(self) -> int:
+        return int(self.input["window_length"])
+
+    @property
+    def stride(self) -> int:
+        return int(self.input["stride"])
+
+    @property
+    def max_gap(self) -> float | None:
+        gap = self.input["max_gap"]
+        return None if gap is None else float(gap)
+
+    @property
+    def output_name(self) -> str:
+        return str(self.task["output_name"])
+
+    @property
+    def threshold(self) -> float | None:
+        thr = self.task.get("threshold")
+        return None if thr is None else float(thr)
+
+    @property
+    def alarm_when(self) -> str:
+        return self.task.get("alarm_when") or "above"
+
+    @property
+    def required_columns(self) -> list[str]:
+        """Input columns every row needs: asset, time, features, condition or settings."""
+        cols = [self.asset_column, self.time_column, *self.feature_columns]
+        mode = self.conditions["mode"]
+        if mode == "column":
+            cols.append(self.conditions["column"])
+        elif mode == "cluster":
+            cols.extend(self.conditions["settings"])
+        return list(dict.fromkeys(cols))
+
+
+def _fail(path: Path, problem: str) -> BundleError:
+    return BundleError(f"bundle {path}: {problem}")
+
+
+def _read_manifest(folder: Path) -> dict[str, Any]:
+    file = folder / MANIFEST
+    if not folder.is_dir():
+        raise BundleError(
+            f"bundle folder {folder} not found; pass the folder that holds model.onnx and "
+            "manifest.json (plantml-export writes it)"
+        )
+    if not file.is_file():
+        raise _fail(folder, f"no {MANIFEST} in the folder; {REEXPORT}")
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _fail(folder, f"{MANIFEST} is not valid JSON ({exc}); {REEXPORT}") from None
+    if not isinstance(manifest, dict):
+        raise _fail(folder, f"{MANIFEST} must hold one JSON object; {REEXPORT}")
+    return manifest
+
+
+def _check_keys(folder: Path, manifest: Mapping[str, Any]) -> None:
+    if manifest.get("format") != FORMAT:
+        raise _fail(
+            folder, f"{MANIFEST} has format {manifest.get('format')!r}, expected {FORMAT!r}"
+        )
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        newer = isinstance(version, int) and version > FORMAT_VERSION
+        fix = "upgrade plantml on this device" if newer else REEXPORT
+        raise _fail(
+            folder,
+            f"bundle format_version {version!r} is not supported (this runtime reads "
+            f"{FORMAT_VERSION}); {fix}",
+        )
+    for section, keys in _REQUIRED.items():
+        block = manifest if not section else manifest.get(section)
+        where = MANIFEST if not section else f"{MANIFEST} section {section!r}"
+        if not isinstance(block, Mapping):
+            raise _fail(folder, f"{where} is missing or not an object; {REEXPORT}")
+        missing = [k for k in keys if k not in block]
+        if missing:
+            raise _fail(folder, f"{where} lacks the key(s) {missing}; {REEXPORT}")
+
+
+def _matrix(folder: Path, value: Any, rows: int, cols: int, what: str) -> np.ndarray:
+    try:
+        arr = np.asarray(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise _fail(folder, f"{what} is not a table of numbers; {REEXPORT}") from None
+    if arr.shape != (rows, cols):
+        raise _fail(folder, f"{what} has shape {arr.shape}, expected ({rows}, {cols}); {REEXPORT}")
+    if not np.isfinite(arr).all():
+        raise _fail(folder, f"{what} holds NaN or infinite values; {REEXPORT}")
+    return arr
+
+
+def _check_semantics(folder: Path, m: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    inp, cond, task = m["input"], m["conditions"], m["task"]
+    features = inp["feature_columns"]
+    if not isinstance(features, list) or not features:
+        raise _fail(folder, f"input.feature_columns must be a non-empty list; {REEXPORT}")
+    if inp["time_kind"] not in ("number", "datetime"):
+        raise _fail(folder, f"input.time_kind {inp['time_kind']!r} is not 'number' or 'datetime'")
+    for key in ("window_length", "stride"):
+        if not isinstance(inp[key], int) or inp[key] < 1:
+            raise _fail(folder, f"input.{key} must be an integer >= 1, got {inp[key]!r}")
+    gap = inp["max_gap"]
+    if gap is not None and not (isinstance(gap, int | float) and math.isfinite(gap) and gap > 0):
+        raise _fail(folder, f"input.max_gap must be a positive number or null, got {gap!r}")
+    mode, names = cond["mode"], cond["names"]
+    if not isinstance(names, list) or not names:
+        raise _fail(folder, f"conditions.names must be a non-empty list; {REEXPORT}")
+    if mode == "column":
+        if not cond.get("column") or len(cond.get("categories") or []) != len(names):
+            raise _fail(
+                folder,
+                "conditions mode 'column' needs a column and one category per name; " + REEXPORT,
+            )
+    elif mode == "cluster":
+        settings = cond.get("settings") or []
+        if not settings:
+            raise _fail(folder, f"conditions mode 'cluster' needs settings columns; {REEXPORT}")
+        k = len(settings)
+        _matrix(folder, [cond.get("center")], 1, k, "conditions.center")
+        scale = _matrix(folder, [cond.get("scale")], 1, k, "conditions.scale")
+        if (scale == 0).any():
+            raise _fail(folder, f"conditions.scale holds zeros; {REEXPORT}")
+        _matrix(folder, cond.get("centroids"), len(names), k, "conditions.centroids")
+    elif mode != "single":
+        raise _fail(folder, f"conditions.mode {mode!r} is not single, column or cluster")
+    norm = m["normalization"]
+    rows, cols = len(names) + 1, len(features)
+    offset = _matrix(folder, norm["offset"], rows, cols, "normalization.offset")
+    scale = _matrix(folder, norm["scale"], rows, cols, "normalization.scale")
+    if (scale == 0).any():
+        raise _fail(folder, f"normalization.scale holds zeros; {REEXPORT}")
+    if task.get("threshold") is not None:
+        if not isinstance(task["threshold"], int | float):
+            raise _fail(folder, f"task.threshold must be a number, got {task['threshold']!r}")
+        if task.get("alarm_when", "above") not in ("above", "below", None):
+            raise _fail(folder, f"task.alarm_when {task['alarm_when']!r} is not above or below")
+    return offset, scale
+
+
+def content_sha256(manifest: Mapping[str, Any]) -> str:
+    """SHA-256 of the manifest's content (canonical JSON, without its own hash)."""
+    body = {k: v for k, v in manifest.items() if k != "manifest_sha256"}
+    text = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _check_files(folder: Path, m: Mapping[str, Any], verify: bool) -> None:
+    files = m["files"]
+    model_file = m["model"]["file"]
+    if not isinstance(files, Mapping) or model_file not in files:
+        raise _fail(folder, f"{MANIFEST} 'files' does not list {model_file!r}; {REEXPORT}")
+    root = folder.resolve()
+    for name, expected in files.items():
+        rel = PurePosixPath(name)
+        path = (folder / rel).resolve()
+        if rel.is_absolute() or ".." in rel.parts or not path.is_relative_to(root):
+            raise _fail(folder, f"{MANIFEST} lists {name!r}, which is outside the bundle folder")
+        if not path.is_file():
+            raise _fail(
+                folder,
+                f"{name} is listed in {MANIFEST} but missing from the folder; copy the whole "
+                f"bundle folder again or {REEXPORT}",
+            )
+        if verify:
+            actual = sha256_file(path)
+            if actual != str(expected).lower():
+                raise _fail(
+                    folder,
+                    f"{name} has SHA-256 {actual} but {MANIFEST} records {expected}: the bundle "
+                    f"was modified or corrupted after export; {REEXPORT} (or copy it again)",
+                )
+    if verify and m.get("manifest_sha256") != content_sha256(m):
+        raise _fail(
+            folder,
+            f"{MANIFEST} was edited after export (its content no longer matches its "
+            f"manifest_sha256); {REEXPORT}",
+        )
+
+
+def validate_manifest(manifest: Mapping[str, Any], folder: str | Path = ".") -> None:
+    """Raise :class:`BundleError` when ``manifest`` breaks the format (files not checked)."""
+    _check_keys(Path(folder), manifest)
+    _check_semantics(Path(folder), manifest)
+
+
+def load_bundle(path: str | Path, verify: bool = True) -> Bundle:
+    """Read and check the bundle in folder ``path`` (or its ``manifest.json``).
+
+    Checks the format and version, the required keys, the shapes of the
+    statistics, and (``verify``) the SHA-256 of every listed file.
+    """
+    folder = Path(path)
+    if folder.name == MANIFEST and folder.is_file():
+        folder = folder.parent
+    manifest = _read_manifest(folder)
+    _check_keys(folder, manifest)
+    offset, scale = _check_semantics(folder, manifest)
+    _check_files(folder, manifest, verify)
+    return Bundle(path=folder, manifest=manifest, offset=offset, scale=scale)
+
+
+def write_manifest(folder: str | Path, manifest: Mapping[str, Any]) -> Path:
+    """Seal a bundle folder: hash every file in it into ``files`` and write ``manifest.json``.
+
+    The manifest is validated first; returns the path written.
+    """
+    folder = Path(folder)
+    out = dict(manifest)
+    out["files"] = {
+        p.relative_to(folder).as_posix(): sha256_file(p)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.relative_to(folder).as_posix() != MANIFEST
+    }
+    validate_manifest(out, folder)
+    model_file = out["model"]["file"]
+    if model_file not in out["files"]:
+        raise _fail(folder, f"{model_file} is not in the folder; write the ONNX model first")
+    out["manifest_sha256"] = content_sha256(out)
+    target = folder / MANIFEST
+    target.write_text(json.dumps(out, indent=2) + "\n", encoding="utf-8")
+    return target

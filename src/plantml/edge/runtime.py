@@ -1,0 +1,236 @@
+"""Run a bundle's ONNX model on windows of sensor rows (batch mode).
+
+:class:`EdgeModel` loads a verified bundle into an onnxruntime session.
+``predict_rows`` takes a whole table (columnar), validates every row, builds
+each asset's windows from a strided view of its accepted rows (never
+materializing all windows) and runs the model in batches.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnxruntime as ort
+from numpy.lib.stride_tricks import sliding_window_view
+
+from plantml.edge.bundle import REEXPORT, Bundle, BundleError, load_bundle
+from plantml.edge.preprocess import (
+    ParsedRows,
+    Preprocessor,
+    RowError,
+    as_given,
+    describe_time_order,
+)
+
+
+@dataclass
+class RowWindows:
+    """The windows found in a table of rows, gathered on demand.
+
+    Attributes:
+        features: accepted rows, normalized, (rows, channels) float32, grouped by
+            asset (in order of first appearance), in time order within an asset.
+        ends: index into ``features`` of each window's last row, (windows,) int64.
+        rows: input row index (0-based) of each window's last row, (windows,) int64.
+        asset: asset id per window, (windows,) object array of str.
+        time: the time value per window as given in the input, (windows,) object array.
+        condition: operating-condition code per window (-1 unseen), (windows,) int64.
+        errors: one :class:`RowError` per rejected row, in row order.
+    """
+
+    features: np.ndarray
+    ends: np.ndarray
+    rows: np.ndarray
+    asset: np.ndarray
+    time: np.ndarray
+    condition: np.ndarray
+    length: int
+    errors: list[RowError]
+
+    def __len__(self) -> int:
+        return len(self.ends)
+
+    def gather(self, idx: np.ndarray | slice) -> np.ndarray:
+        """Windows ``idx`` as (batch, time, channels) float32 (a copy of just those rows)."""
+        if len(self.features) < self.length:
+            return np.empty((0, self.length, self.features.shape[1]), dtype=np.float32)
+        view = sliding_window_view(self.features, (self.length, self.features.shape[1]))[:, 0]
+        return np.ascontiguousarray(view[self.ends[idx] - self.length + 1])
+
+    def windows(self) -> np.ndarray:
+        """All windows, (windows, time, channels) float32."""
+        return self.gather(slice(None))
+
+
+def plan_windows(parsed: ParsedRows, times_raw: Sequence, bundle: Bundle) -> RowWindows:
+    """Accept rows in time order per asset, restart at gaps, and find the window ends."""
+    length, stride, max_gap = bundle.window_length, bundle.stride, bundle.max_gap
+    kind = bundle.input["time_kind"]
+    codes: dict[str, int] = {}
+    cand = np.flatnonzero(parsed.ok)
+    asset_code = np.array([codes.setdefault(parsed.asset[i], len(codes)) for i in cand], np.int64)
+    order = cand[np.argsort(asset_code, kind="stable")]
+    bounds = np.flatnonzero(np.diff(np.sort(asset_code, kind="stable"))) + 1
+    errors = dict(parsed.errors)
+    accepted, ends = [], []
+    n_acc = 0
+    for group in np.split(order, bounds) if len(order) else []:
+        t = parsed.time[group]
+        before = np.r_[-np.inf, np.maximum.accumulate(t)[:-1]]
+        keep = t > before
+        for i in np.flatnonzero(~keep):
+            row = int(group[i])
+            message = describe_time_order(t[i], before[i], kind)
+            errors[row] = RowError(row + 1, parsed.asset[row], bundle.time_column, message)
+        rows, ta = group[keep], t[keep]
+        restart = np.zeros(len(ta), dtype=bool)
+        restart[:1] = True
+        if max_gap is not None:
+            restart[1:] = np.diff(ta) > max_gap
+        pos = np.arange(len(ta))
+        seg_start = np.maximum.accumulate(np.where(restart, pos, 0))
+        k = pos - seg_start - length + 1  # 0-based index of the complete window ending here
+        ends.append(n_acc + pos[(k >= 0) & (k % stride == 0)])
+        accepted.append(rows)
+        n_acc += len(rows)
+    acc = np.concatenate(accepted) if accepted else np.empty(0, np.int64)
+    end = np.concatenate(ends) if ends else np.empty(0, np.int64)
+    rows = acc[end]
+    assets = np.empty(len(rows), dtype=object)
+    assets[:] = [parsed.asset[i] for i in rows]
+    times = np.empty(len(rows), dtype=object)
+    times[:] = as_given(times_raw, rows)
+    return RowWindows(
+        features=np.ascontiguousarray(parsed.x[acc]),
+        ends=end.astype(np.int64),
+        rows=rows.astype(np.int64),
+        asset=assets,
+        time=times,
+        condition=parsed.code[rows],
+        length=length,
+        errors=[errors[i] for i in sorted(errors)],
+    )
+
+
+class EdgeModel:
+    """A bundle ready to predict: ONNX session, preprocessing, alarm rule.
+
+    Args:
+        bundle: a :class:`Bundle` or the bundle folder (verified on load).
+        threads: onnxruntime intra-op threads (edge devices: 1 or 2).
+    """
+
+    def __init__(self, bundle: Bundle | str | Path, threads: int = 1):
+        self.bundle = bundle if isinstance(bundle, Bundle) else load_bundle(bundle)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = int(threads)
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.log_severity_level = 3
+        try:
+            self.session = ort.InferenceSession(
+                str(self.bundle.model_path), options, providers=["CPUExecutionProvider"]
+            )
+        except Exception as exc:  # onnxruntime raises its own exception types
+            raise BundleError(
+                f"bundle {self.bundle.path}: onnxruntime cannot load "
+                f"{self.bundle.model_path.name} ({exc}); {REEXPORT}"
+            ) from None
+        self.input_name, self.output_name = self._check_model()
+        self.preprocessor = Preprocessor(self.bundle)
+        self.conditions = self.preprocessor.conditions
+
+    def _check_model(self) -> tuple[str, str]:
+        model = self.bundle.manifest["model"]
+        inputs = {i.name: i for i in self.session.get_inputs()}
+        outputs = [o.name for o in self.session.get_outputs()]
+        where = f"bundle {self.bundle.path}: model.onnx"
+        if model["input"] not in inputs:
+            raise BundleError(
+                f"{where} has inputs {list(inputs)}, not {model['input']!r}; {REEXPORT}"
+            )
+        if model["output"] not in outputs:
+            raise BundleError(f"{where} has outputs {outputs}, not {model['output']!r}; {REEXPORT}")
+        shape = list(inputs[model["input"]].shape)
+        want = [self.bundle.window_length, len(self.bundle.feature_columns)]
+        if len(shape) != 3 or any(
+            isinstance(s, int) and s != w for s, w in zip(shape[1:], want, strict=True)
+        ):
+            raise BundleError(
+                f"{where} takes input shape {shape}, but the manifest describes windows of "
+                f"(batch, {want[0]}, {want[1]}); {REEXPORT}"
+            )
+        self.fixed_batch = shape[0] if isinstance(shape[0], int) and shape[0] > 0 else None
+        return model["input"], model["output"]
+
+    def predict_windows(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Predictions (n,) float32 for normalized windows ``x`` (n, time, channels)."""
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        want = (self.bundle.window_length, len(self.bundle.feature_columns))
+        if x.ndim != 3 or x.shape[1:] != want:
+            raise ValueError(f"windows must have shape (n, {want[0]}, {want[1]}), got {x.shape}")
+        step = self.fixed_batch or max(int(batch_size), 1)
+        out = np.empty(len(x), dtype=np.float32)
+        for start in range(0, len(x), step):
+            chunk = x[start : start + step]
+            n = len(chunk)
+            if self.fixed_batch and n < step:  # a model exported with a fixed batch size
+                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
+            y = np.asarray(self.session.run([self.output_name], {self.input_name: chunk})[0])
+            if y.size != len(chunk):
+                raise BundleError(
+                    f"bundle {self.bundle.path}: the model returned shape {y.shape} for "
+                    f"{len(chunk)} windows; expected (batch,) or (batch, 1); {REEXPORT}"
+                )
+            out[start : start + n] = y.reshape(-1)[:n]
+        return out
+
+    def alarm(self, values: np.ndarray) -> np.ndarray | None:
+        """0/1 alarm per prediction (int8), or None when the bundle sets no threshold."""
+        thr = self.bundle.threshold
+        if thr is None:
+            return None
+        hit = values <= thr if self.bundle.alarm_when == "below" else values >= thr
+        return hit.astype(np.int8)
+
+    def windows_for_rows(self, rows: Mapping[str, Sequence]) -> RowWindows:
+        """Validate ``rows`` (columnar) and find their windows (gathered on demand)."""
+        parsed = self.preprocessor.parse(rows)
+        return plan_windows(parsed, rows[self.bundle.time_column], self.bundle)
+
+    def predict_rows(
+        self, rows: Mapping[str, Sequence], batch_size: int = 1024
+    ) -> tuple[dict[str, Any], list[RowError]]:
+        """Predict every window of a table of rows.
+
+        Args:
+            rows: columnar input ``{column: sequence}``, one entry per row.
+            batch_size: windows per ONNX call.
+
+        Returns:
+            Output columns ``asset``, ``time`` (as given), ``condition`` (name or
+            ``unseen``), ``<task.output_name>`` (float32) and ``alarm`` (0/1, only
+            with a threshold); one row per window, by asset in order of first
+            appearance, then time. And one :class:`RowError` per rejected row.
+        """
+        win = self.windows_for_rows(rows)
+        values = np.empty(len(win), dtype=np.float32)
+        step = max(int(batch_size), 1)
+        for start in range(0, len(win), step):
+            idx = np.arange(start, min(start + step, len(win)))
+            values[idx] = self.predict_windows(win.gather(idx), batch_size=step)
+        names = self.conditions.name_list(win.condition)
+        out: dict[str, Any] = {
+            "asset": win.asset.tolist(),
+            "time": win.time.tolist(),
+            "condition": names,
+            self.bundle.output_name: values,
+        }
+        alarm = self.alarm(values)
+        if alarm is not None:
+            out["alarm"] = alarm
+        return out, win.errors

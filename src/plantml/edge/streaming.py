@@ -1,0 +1,143 @@
+"""Streaming: rows arrive one at a time, a prediction leaves when a window is due.
+
+Each asset keeps a ring buffer of its last ``window_length`` normalized rows
+(a preallocated (time, channels) float32 array), the time of its last accepted
+row and how many complete windows it has seen since its last restart. Rows
+are parsed by the same code as batch mode, so both give the same predictions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from plantml.edge.bundle import Bundle
+from plantml.edge.preprocess import RowError, describe_time_order, given_time
+from plantml.edge.runtime import EdgeModel
+
+
+@dataclass
+class Prediction:
+    """One prediction: the asset, the time of the window's last row (as given), the
+    operating condition's name (``unseen`` if unknown), the model's value and the
+    alarm (None when the bundle sets no threshold)."""
+
+    asset: str
+    time: Any
+    condition: str
+    value: float
+    alarm: bool | None
+
+
+class _AssetState:
+    __slots__ = ("buffer", "count", "last_time", "pos", "windows")
+
+    def __init__(self, length: int, channels: int):
+        self.buffer = np.zeros((length, channels), dtype=np.float32)
+        self.pos = 0  # where the next row goes (the oldest row once full)
+        self.count = 0  # rows since the last restart
+        self.windows = 0  # complete windows since the last restart
+        self.last_time: float | None = None
+
+    def restart(self) -> None:
+        self.pos = self.count = self.windows = 0
+
+
+class StreamingPredictor:
+    """Feed rows one at a time; get a :class:`Prediction` whenever a window is due.
+
+    Args:
+        model: an :class:`EdgeModel`, a :class:`Bundle` or a bundle folder.
+    """
+
+    def __init__(self, model: EdgeModel | Bundle | str | Path, threads: int = 1):
+        self.model = model if isinstance(model, EdgeModel) else EdgeModel(model, threads)
+        bundle = self.model.bundle
+        self.length, self.stride, self.max_gap = (
+            bundle.window_length,
+            bundle.stride,
+            bundle.max_gap,
+        )
+        self.channels = len(bundle.feature_columns)
+        self.required = bundle.required_columns
+        self.time_kind = bundle.input["time_kind"]
+        self.rows_seen = 0
+        self._assets: dict[str, _AssetState] = {}
+
+    def reset(self, asset: str | None = None) -> None:
+        """Forget one asset's history (its next window starts empty), or every asset's."""
+        if asset is None:
+            self._assets.clear()
+            self.rows_seen = 0
+        else:
+            self._assets.pop(str(asset), None)
+
+    def feed(self, row: Mapping[str, object], row_number: int | None = None) -> Prediction | None:
+        """Add one row; return the prediction when this row completes a due window.
+
+        Raises :class:`RowError` for a bad row (missing column or value, not a
+        number, time not after the asset's previous row); nothing changes then.
+        """
+        self.rows_seen += 1
+        number = self.rows_seen if row_number is None else row_number
+        bundle = self.model.bundle
+        missing = [c for c in self.required if c not in row]
+        if missing:
+            asset = row.get(bundle.asset_column)
+            raise RowError(
+                number,
+                None if asset is None else str(asset),
+                missing[0],
+                f"the row lacks the column(s) {missing}; every row needs: "
+                f"{', '.join(self.required)}",
+            )
+        parsed = self.model.preprocessor.parse({c: [row[c]] for c in self.required}, number)
+        if parsed.errors:
+            raise parsed.errors[0]
+        asset, t = parsed.asset[0], float(parsed.time[0])
+        state = self._assets.get(asset)
+        if state is not None and state.last_time is not None and t <= state.last_time:
+            message = describe_time_order(t, state.last_time, self.time_kind)
+            raise RowError(number, asset, bundle.time_column, message)
+        if state is None:
+            state = self._assets[asset] = _AssetState(self.length, self.channels)
+        elif self.max_gap is not None and t - state.last_time > self.max_gap:
+            state.restart()
+        state.last_time = t
+        state.buffer[state.pos] = parsed.x[0]
+        state.pos = (state.pos + 1) % self.length
+        state.count += 1
+        if state.count < self.length:
+            return None
+        state.windows += 1
+        if (state.windows - 1) % self.stride:
+            return None
+        window = np.concatenate([state.buffer[state.pos :], state.buffer[: state.pos]])
+        value = self.model.predict_windows(window[None])
+        alarm = self.model.alarm(value)
+        return Prediction(
+            asset=asset,
+            time=given_time(row[bundle.time_column]),
+            condition=self.model.conditions.name(int(parsed.code[0])),
+            value=float(value[0]),
+            alarm=None if alarm is None else bool(alarm[0]),
+        )
+
+    def feed_many(
+        self, rows: Iterable[Mapping[str, object]]
+    ) -> tuple[list[Prediction], list[RowError]]:
+        """Feed rows in order; bad rows are collected, never raised."""
+        predictions, errors = [], []
+        for row in rows:
+            try:
+                out = self.feed(row)
+            except RowError as exc:
+                errors.append(exc)
+                continue
+            if out is not None:
+                predictions.append(out)
+        return predictions, errors

@@ -117,7 +117,9 @@ def main() -> int:
         for name, value, limit, op in checks
     ]
     print(markdown_table(verdicts))
-    (out / "bench_export.json").write_text(json.dumps({"rows": rows, "targets": verdicts}, indent=2))
+    (out / "bench_export.json").write_text(
+        json.dumps({"rows": rows, "targets": verdicts}, indent=2)
+    )
     return 0
 
 

@@ -40,7 +40,8 @@ def _metric_names(rows: list[dict]) -> list[str]:
 
 def results_tables(metrics: dict, title: str = "results") -> list[Table]:
     """An overall table (one row per split) and a per-condition table per split."""
-    splits = sorted({k.split("/", 1)[0] for k in metrics if "/" in k and not k.startswith("train")})
+    scored = set(metrics.get("by_condition", {}))  # evaluated splits (not train/…, model/…)
+    splits = sorted({k.split("/", 1)[0] for k in metrics if "/" in k} & scored)
     overall = {
         s: {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(f"{s}/")}
         for s in splits

@@ -69,6 +69,7 @@ def fit(
     bars = [RichProgressBar(refresh_rate=refresh)] if refresh else []
     trainer = build_trainer(trainer_cfg, [keep, *bars], [])
     log.info("%s: %d epochs", what or "fine-tuning", epochs)
+    task.train()  # export measured it in eval mode; dropout belongs to training
     with torch.enable_grad():
         trainer.fit(task, datamodule=datamodule)
     return {"epochs": trainer.current_epoch, "best": {monitor: keep.best}}

@@ -163,132 +163,176 @@ def _check_metric_change(limits: dict, baseline: dict, final: dict) -> list[str]
     return problems
 
 
-def run_export(cfg: DictConfig) -> dict:
-    """Run the recipe ``cfg.export`` on ``cfg.ckpt_path``; returns the report (also on disk)."""
-    recipe = _recipe(cfg)
-    overrides = ["data.num_workers=0", *list(cfg.get("run_overrides") or [])]
-    ckpt, run_cfg, datamodule, task, checkpoint = load_run(cfg.ckpt_path, overrides)
-    name = cfg.get("name") or f"{run_cfg.get('run_name', 'model')}-{recipe['name']}"
-    out_dir = Path(cfg.export_dir) / name
-    (out_dir / "variants").mkdir(parents=True, exist_ok=True)
-    data = datamodule.data
-    shape = (data.window_length, len(data.feature_names))
-    windows = EvalWindows(datamodule, "val", cfg.measure.get("windows"))
-    if not len(windows.y):
-        raise ConfigError("the run has no validation windows to check the export on")
-    measure = Measure(task.kind, windows, cfg)
-    tol = recipe.get("parity") or {}
-    atol, rtol = float(tol.get("atol", 1e-4)), float(tol.get("rtol", 1e-3))
-    notes: list[str] = []
+class ExportRun:
+    """One recipe on one checkpoint: the current model, the variants measured so far."""
 
-    def export(current, label: str) -> dict:
-        model = ox.predictor(current)
-        path = out_dir / "variants" / f"{label}.onnx"
-        info = ox.export_onnx(
-            model, *shape, path, recipe.get("exporter", "auto"), recipe.get("opset", 17)
+    def __init__(self, cfg: DictConfig):
+        self.recipe = _recipe(cfg)
+        overrides = ["data.num_workers=0", *list(cfg.get("run_overrides") or [])]
+        self.ckpt, self.run_cfg, self.datamodule, self.task, self.checkpoint = load_run(
+            cfg.ckpt_path, overrides
         )
-        reference = measure.reference(model)
-        variant = measure.onnx_variant(label, path, model, current.threshold_value(), reference)
+        run_name = self.run_cfg.get("run_name", "model")
+        self.name = cfg.get("name") or f"{run_name}-{self.recipe['name']}"
+        self.out_dir = Path(cfg.export_dir) / self.name
+        (self.out_dir / "variants").mkdir(parents=True, exist_ok=True)
+        data = self.datamodule.data
+        self.shape = (data.window_length, len(data.feature_names))
+        self.windows = EvalWindows(self.datamodule, "val", cfg.measure.get("windows"))
+        if not len(self.windows.y):
+            raise ConfigError("the run has no validation windows to check the export on")
+        self.measure = Measure(self.task.kind, self.windows, cfg)
+        tol = self.recipe.get("parity") or {}
+        self.atol, self.rtol = float(tol.get("atol", 1e-4)), float(tol.get("rtol", 1e-3))
+        self.current, self.current_cfg = self.task, self.run_cfg
+        self.variants: list[dict] = []
+        self.notes: list[str] = []
+
+    def baseline(self) -> None:
+        """The trained model in torch, and its float ONNX export."""
+        model = ox.predictor(self.task)
+        self.variants.append(
+            self.measure.torch_variant("torch_fp32", model, self.task.threshold_value())
+        )
+        self.export("onnx_fp32")
+
+    def export(self, label: str) -> dict:
+        """Export the current model, measure it, and require parity with torch."""
+        model = ox.predictor(self.current)
+        path = self.out_dir / "variants" / f"{label}.onnx"
+        info = ox.export_onnx(
+            model,
+            *self.shape,
+            path,
+            self.recipe.get("exporter", "auto"),
+            self.recipe.get("opset", 17),
+        )
+        reference = self.measure.reference(model)
+        threshold = self.current.threshold_value()
+        variant = self.measure.onnx_variant(label, path, model, threshold, reference)
         variant["export"] = info
-        variant["parity"] = parity(reference, variant["_pred"], atol, rtol)
+        variant["parity"] = parity(reference, variant["_pred"], self.atol, self.rtol)
         require_parity(variant["parity"], f"{label}.onnx ({info['exporter']} exporter)")
+        self.variants.append(variant)
         return variant
 
-    variants = [measure.torch_variant("torch_fp32", ox.predictor(task), task.threshold_value())]
-    variants.append(export(task, "onnx_fp32"))
-    current, current_cfg, label = task, run_cfg, "onnx_fp32"
-    if recipe.get("distill"):
-        d = recipe["distill"]
-        current, current_cfg, history = distill(
-            task,
-            run_cfg,
-            datamodule,
-            d.get("student"),
-            d.get("epochs", 10),
-            d.get("alpha", 0.5),
-            d.get("temperature", 2.0),
-            d.get("lr"),
+    def distill(self, spec: dict) -> None:
+        self.current, self.current_cfg, history = distill(
+            self.task,
+            self.run_cfg,
+            self.datamodule,
+            spec.get("student"),
+            spec.get("epochs", 10),
+            spec.get("alpha", 0.5),
+            spec.get("temperature", 2.0),
+            spec.get("lr"),
         )
-        label = "student_fp32"
-        variants.append(export(current, label))
-        variants[-1]["distillation"] = {**d, **history}
-    if recipe.get("prune"):
-        p = recipe["prune"]
-        method = p.get("method", "structured")
-        handles = prune_model(current.model, method, p.get("amount", 0.5))
+        self.export("student_fp32")["distillation"] = {**spec, **history}
+
+    def prune(self, spec: dict) -> None:
+        method = spec.get("method", "structured")
+        handles = prune_model(self.current.model, method, spec.get("amount", 0.5))
         history = {}
-        if int(p.get("finetune_epochs", 0)) > 0:
+        if int(spec.get("finetune_epochs", 0)) > 0:
             history = fit(
-                current, datamodule, current_cfg, p["finetune_epochs"], p.get("lr"), "fine-tuning"
+                self.current,
+                self.datamodule,
+                self.current_cfg,
+                spec["finetune_epochs"],
+                spec.get("lr"),
+                "fine-tuning",
             )
         make_permanent(handles)
-        label = f"{'student_' if recipe.get('distill') else ''}pruned_{method}"
-        variants.append(export(current, label))
-        variants[-1]["pruning"] = {**p, **history}
+        prefix = "student_" if self.current is not self.task else ""
+        self.export(f"{prefix}pruned_{method}")["pruning"] = {**spec, **history}
         if method == "magnitude":
-            notes.append(
+            self.notes.append(
                 "magnitude pruning zeroes weights but keeps dense tensors: the ONNX file is not "
                 "smaller (see the nonzero column); structured pruning removes units"
             )
-    if recipe.get("quantize"):
-        q = recipe["quantize"]
-        src = Path(variants[-1]["file"])
-        dst = src.with_name(f"{label.removesuffix('_fp32')}_int8.onnx")
-        train_set = datamodule.dataset("train")
-        rng = np.random.default_rng(0)
-        n_cal = min(int(q.get("calibration_windows", 512)), len(train_set))
-        calibration = train_set.gather(np.sort(rng.choice(len(train_set), n_cal, replace=False)))
-        info = quantize(src, dst, q.get("method", "auto"), calibration, bool(q.get("per_channel")))
-        model = ox.predictor(current)
-        reference = variants[-1]["_reference"]
-        variant = measure.onnx_variant(dst.stem, dst, model, current.threshold_value(), reference)
+
+    def quantize(self, spec: dict) -> None:
+        """INT8 of the last float variant; its difference from torch is reported, not enforced."""
+        source = self.variants[-1]
+        src = Path(source["file"])
+        dst = src.with_name(f"{src.stem.removesuffix('_fp32')}_int8.onnx")
+        train_set = self.datamodule.dataset("train")
+        n_cal = min(int(spec.get("calibration_windows", 512)), len(train_set))
+        pick = np.random.default_rng(0).choice(len(train_set), n_cal, replace=False)
+        calibration = train_set.gather(np.sort(pick))
+        info = quantize(
+            src, dst, spec.get("method", "auto"), calibration, bool(spec.get("per_channel"))
+        )
+        model = ox.predictor(self.current)
+        reference = source["_reference"]
+        threshold = self.current.threshold_value()
+        variant = self.measure.onnx_variant(dst.stem, dst, model, threshold, reference)
+        variant["export"] = source["export"]
         variant["quantization"] = info
-        variant["parity"] = parity(reference, variant["_pred"], float("inf"), 0.0)  # reported
-        variants.append(variant)
-        notes += info["notes"]
-    final = variants[-1]
-    problems = _check_metric_change(recipe.get("max_metric_change"), variants[0], final)
-    if problems:
-        raise ExportError("; ".join(problems))
-    final_info = {
-        "variant": final["name"],
-        "bytes": final["bytes"],
-        "parameters": final["parameters"],
-        **{k: final[k] for k in ("export", "quantization") if k in final},
-    }
-    if "export" not in final_info:
-        final_info["export"] = variants[-2].get("export")
-    final_info.update(
-        exporter=final_info["export"]["exporter"], opset=final_info["export"]["opset"]
-    )
-    bundle = write_bundle(
-        out_dir / "bundle",
-        final["file"],
-        name=name,
-        data=data,
-        cfg=run_cfg,
-        kind=task.kind,
-        threshold=final["threshold"] if task.kind != "rul" else None,
-        model_info=final_info,
-        metrics={"split": "val", **final["metrics"]},
-        lineage=_lineage(ckpt, checkpoint, run_cfg, recipe),
-        stride=1,
-    )
-    report = {
-        "name": name,
-        "recipe": recipe["name"],
-        "checkpoint": str(ckpt),
-        "split": "val",
-        "scored_windows": len(windows.y),
-        "batch_size": measure.batch_size,
-        "threads": measure.threads,
-        "headline_metric": HEADLINE[task.kind],
-        "bundle": str(bundle),
-        "final_variant": final["name"],
-        "size_ratio_vs_onnx_fp32": final["bytes"] / variants[1]["bytes"],
-        "latency_speedup_vs_torch": variants[0]["latency"]["p50_ms"] / final["latency"]["p50_ms"],
-        "variants": [{k: v for k, v in var.items() if not k.startswith("_")} for var in variants],
-        "notes": notes,
-    }
-    report["files"] = [str(p) for p in write_report(out_dir, report)]
-    return report
+        variant["parity"] = parity(reference, variant["_pred"], float("inf"), 0.0)
+        self.variants.append(variant)
+        self.notes += info["notes"]
+
+    def finish(self) -> dict:
+        """Check the metric limits, seal the bundle, write the report; returns the report."""
+        final = self.variants[-1]
+        problems = _check_metric_change(
+            self.recipe.get("max_metric_change"), self.variants[0], final
+        )
+        if problems:
+            raise ExportError("; ".join(problems))
+        kind = self.task.kind
+        bundle = write_bundle(
+            self.out_dir / "bundle",
+            final["file"],
+            name=self.name,
+            data=self.datamodule.data,
+            cfg=self.run_cfg,
+            kind=kind,
+            threshold=final["threshold"] if kind != "rul" else None,
+            model_info={
+                "variant": final["name"],
+                "bytes": final["bytes"],
+                "parameters": final["parameters"],
+                "exporter": final["export"]["exporter"],
+                "opset": final["export"]["opset"],
+                **{k: final[k] for k in ("export", "quantization") if k in final},
+            },
+            metrics={"split": "val", **final["metrics"]},
+            lineage=_lineage(self.ckpt, self.checkpoint, self.run_cfg, self.recipe),
+        )
+        torch_v, onnx_v = self.variants[0], self.variants[1]
+        report = {
+            "name": self.name,
+            "recipe": self.recipe["name"],
+            "checkpoint": str(self.ckpt),
+            "split": "val",
+            "scored_windows": len(self.windows.y),
+            "batch_size": self.measure.batch_size,
+            "threads": self.measure.threads,
+            "headline_metric": HEADLINE[kind],
+            "bundle": str(bundle),
+            "final_variant": final["name"],
+            "size_ratio_vs_onnx_fp32": final["bytes"] / onnx_v["bytes"],
+            "latency_speedup_vs_torch": torch_v["latency"]["p50_ms"] / final["latency"]["p50_ms"],
+            "variants": [
+                {k: v for k, v in var.items() if not k.startswith("_")} for var in self.variants
+            ],
+            "notes": self.notes,
+        }
+        report["files"] = [str(p) for p in write_report(self.out_dir, report)]
+        return report
+
+
+def run_export(cfg: DictConfig) -> dict:
+    """Run the recipe ``cfg.export`` on ``cfg.ckpt_path``; returns the report (also on disk).
+
+    Order: distill → prune (+ fine-tune) → quantize; each step is optional.
+    """
+    run = ExportRun(cfg)
+    run.baseline()
+    for step in ("distill", "prune", "quantize"):
+        spec = run.recipe.get(step)
+        if spec:
+            getattr(run, step)(spec)
+    return run.finish()

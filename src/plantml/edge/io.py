@@ -24,26 +24,8 @@ def _check_file(path: Path) -> None:
         raise InputError(f"input file {path} not found; pass an existing .csv or .parquet file")
 
 
-def iter_csv(path: str | Path) -> Iterator[dict[str, str]]:
-    """Rows of a CSV file with a header, one dict at a time (for streaming)."""
-    path = Path(path)
-    _check_file(path)
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if not header:
-            raise InputError(f"{path} is empty; a CSV with a header line is needed")
-        for fields in reader:
-            if fields:
-                yield dict(zip(header, fields + [""] * (len(header) - len(fields)), strict=False))
-
-
-def read_csv(path: str | Path) -> dict[str, list[str]]:
-    """A CSV file with a header as columns of strings.
-
-    Blank lines are skipped; a short line is padded with empty values (they
-    are rejected as missing); a line with more fields than the header is an error.
-    """
+def _csv_lines(path: str | Path) -> Iterator[tuple[list[str], list[str]]]:
+    """(header, fields) per non-blank line; short lines padded, long lines an error."""
     path = Path(path)
     _check_file(path)
     with open(path, newline="", encoding="utf-8-sig") as f:
@@ -52,7 +34,6 @@ def read_csv(path: str | Path) -> dict[str, list[str]]:
         if not header:
             raise InputError(f"{path} is empty; a CSV with a header line is needed")
         width = len(header)
-        cols: list[list[str]] = [[] for _ in header]
         for fields in reader:
             if not fields:
                 continue
@@ -61,10 +42,32 @@ def read_csv(path: str | Path) -> dict[str, list[str]]:
                     f"{path} line {reader.line_num} has {len(fields)} fields but the header has "
                     f"{width}; fix the line (a stray delimiter?)"
                 )
-            if len(fields) < width:
-                fields = fields + [""] * (width - len(fields))
-            for col, value in zip(cols, fields, strict=True):
-                col.append(value)
+            yield header, fields + [""] * (width - len(fields))
+
+
+def iter_csv(path: str | Path) -> Iterator[dict[str, str]]:
+    """Rows of a CSV file with a header, one dict at a time (for streaming)."""
+    for header, fields in _csv_lines(path):
+        yield dict(zip(header, fields, strict=True))
+
+
+def read_csv(path: str | Path) -> dict[str, list[str]]:
+    """A CSV file with a header as columns of strings.
+
+    Blank lines are skipped; a short line is padded with empty values (they
+    are rejected as missing); a line with more fields than the header is an error.
+    """
+    header: list[str] = []
+    cols: list[list[str]] = []
+    for header, fields in _csv_lines(path):
+        if not cols:
+            cols = [[] for _ in header]
+        for col, value in zip(cols, fields, strict=True):
+            col.append(value)
+    if not cols:  # a header and no rows
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            header = next(csv.reader(f), [])
+        cols = [[] for _ in header]
     return dict(zip(header, cols, strict=True))
 
 

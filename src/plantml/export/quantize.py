@@ -3,10 +3,15 @@
 ONNX Runtime quantizes
 
 - *dynamically* (weights INT8, activations quantized on the fly): LSTM and
-  MatMul / Gemm layers; this suits recurrent models.
+  MatMul / Gemm layers; this suits recurrent models and transformers.
 - *statically* (QDQ, activations calibrated on training windows):
-  convolutions, MatMul, attention; this suits CNNs and transformers. Static QDQ
-  leaves LSTM in float.
+  convolutions, MatMul, attention; this suits CNNs. Static QDQ leaves LSTM in
+  float.
+
+``auto`` picks static when the graph has convolutions, else dynamic. On a
+trained C-MAPSS transformer (d_model 64) static QDQ gave 202 KB and 0.70 ms per
+window against 139 KB and about the float latency for dynamic, at the same
+RMSE: the Q/DQ pairs around every small MatMul cost more than they save.
 
 Neither quantizes GRU: a GRU model keeps its recurrent layers in float and
 only its Linear layers shrink. :func:`quantize` says so in its result rather
@@ -54,14 +59,15 @@ def op_counts(path: str | Path) -> dict[str, int]:
 
 
 def choose_method(path: str | Path, method: str = "auto") -> str:
-    """``dynamic`` for graphs with recurrent layers, else ``static``."""
+    """``static`` for graphs with convolutions, else ``dynamic`` (RNNs, transformers, MLPs)."""
     if method not in METHODS:
         raise ConfigError(
             f"unknown export.quantize.method {method!r}; use one of {', '.join(METHODS)}"
         )
     if method != "auto":
         return method
-    return "dynamic" if RECURRENT_OPS & set(op_counts(path)) else "static"
+    ops = set(op_counts(path))
+    return "static" if {"Conv", "ConvTranspose"} & ops and not RECURRENT_OPS & ops else "dynamic"
 
 
 class _Windows(CalibrationDataReader):

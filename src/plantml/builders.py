@@ -60,10 +60,19 @@ def build_task(cfg: DictConfig, datamodule: SensorDataModule):
     """The LightningModule of ``cfg.task`` around the model of ``cfg.model``."""
     datamodule.setup("fit")
     data = datamodule.data
+    is_class = task_kind(cfg) == "class"
+    if is_class and len(data.class_names) < 2:
+        raise ConfigError(
+            f"the class task needs at least 2 classes, found {data.class_names}; check "
+            "data.target.label_column and data.target.classes"
+        )
     model = instantiate(cfg.model, "the model (model=...)")(
-        in_features=len(data.feature_names), out_features=1
+        in_features=len(data.feature_names),
+        out_features=len(data.class_names) if is_class else 1,
     )
     task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
+    if is_class:
+        task_cfg["class_names"] = list(data.class_names)
     for key in TASK_ONLY_KEYS:
         task_cfg.pop(key, None)
     if task_cfg.get("pos_weight") == "auto":

@@ -32,7 +32,8 @@ class SensorDataModule(L.LightningDataModule):
         device_gather: on a GPU, keep the table on the GPU and gather batches
             there (no host work per batch beyond the indices).
         cleaning, conditions, split_by, scaling, window, target,
-        include_settings: the :class:`DataPipeline` steps.
+        include_settings, state_features: the :class:`DataPipeline` steps
+            (``state_features``: equipment-state inputs, see :mod:`plantml.data.state`).
     """
 
     def __init__(
@@ -52,6 +53,7 @@ class SensorDataModule(L.LightningDataModule):
         target: Mapping | None = None,
         include_settings: bool = False,
         seed: int = 0,
+        state_features: list[str] | None = None,
     ):
         super().__init__()
         self.eval_split = check_split(split)
@@ -69,7 +71,16 @@ class SensorDataModule(L.LightningDataModule):
         self.device_gather = bool(device_gather)
         self.seed = seed
         self.pipeline = DataPipeline(
-            source, cleaning, conditions, split_by, scaling, window, target, include_settings, seed
+            source,
+            cleaning,
+            conditions,
+            split_by,
+            scaling,
+            window,
+            target,
+            include_settings,
+            seed,
+            state_features,
         )
         self.data: PreparedData | None = None
         self.official_test: PreparedData | None = None
@@ -161,6 +172,7 @@ class SensorDataModule(L.LightningDataModule):
             "feature_names": d.feature_names,
             "window_length": d.window_length,
             "target_kind": d.target_kind,
+            "class_names": d.class_names,
             "conditions": d.conditions.state(),
             "scaler": d.scaler.state(),
             "n_train_windows": len(d.windows["train"]),

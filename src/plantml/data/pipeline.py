@@ -20,8 +20,9 @@ from plantml.data.conditions import OperatingConditions
 from plantml.data.scaling import Scaler
 from plantml.data.sources.base import Source
 from plantml.data.splits import SPLIT_CODES, split_rows
+from plantml.data.state import add_state_features
 from plantml.data.table import SensorTable
-from plantml.data.targets import row_targets
+from plantml.data.targets import class_names, row_targets
 from plantml.data.windows import WindowIndex, run_starts, window_ends
 from plantml.errors import ConfigError, DataError
 
@@ -49,6 +50,7 @@ class PreparedData:
     scaler: Scaler
     cleaning: dict = field(default_factory=dict)
     fingerprint: str = ""
+    class_names: list[str] = field(default_factory=list)  # target kind class: code i → name
 
     def summary(self) -> dict:
         out = {
@@ -60,7 +62,7 @@ class PreparedData:
         }
         for split, index in self.windows.items():
             out[f"{split}_windows"] = len(index)
-            if self.target_kind != "rul" and len(index):
+            if self.target_kind not in ("rul", "class") and len(index):
                 out[f"{split}_positive_fraction"] = float(np.mean(index.targets > 0.5))
         return out
 
@@ -103,6 +105,7 @@ class DataPipeline:
         target: Mapping | None = None,
         include_settings: bool = False,
         seed: int = 0,
+        state_features: list[str] | None = None,
     ):
         self.source = source
         self.cleaning = dict(cleaning or {})
@@ -112,7 +115,18 @@ class DataPipeline:
             "conditions",
         )
         self.split_cfg = _options(
-            split_by, {"method": "asset", "val_fraction": 0.15, "test_fraction": 0.15}, "split_by"
+            split_by,
+            {
+                "method": "asset",
+                "val_fraction": 0.15,
+                "test_fraction": 0.15,
+                "head_rows": None,  # method=head
+                "normal_assets": None,  # method=head; default: the source's normal_assets
+                "column": None,  # method=condition; default: the condition column
+                "test_values": None,  # method=condition
+                "train_values": None,  # method=condition
+            },
+            "split_by",
         )
         self.scaling_cfg = _options(
             scaling, {"method": "standard", "per_condition": False}, "scaling"
@@ -123,9 +137,18 @@ class DataPipeline:
             "window",
         )
         self.target_cfg = _options(
-            target, {"kind": "rul", "horizon": None, "rul_cap": None}, "target"
+            target,
+            {
+                "kind": "rul",
+                "horizon": None,
+                "rul_cap": None,
+                "label_column": None,
+                "classes": None,
+            },
+            "target",
         )
         self.include_settings = include_settings
+        self.state_features = list(state_features or [])
         self.seed = seed
         self.fitted: PreparedData | None = None
 
@@ -141,7 +164,10 @@ class DataPipeline:
         n_clusters = self.conditions_cfg["n_clusters"]
         if n_clusters is None:
             n_clusters = getattr(self.source, "n_conditions", 1)
-        codes_split = split_rows(table, seed=self.seed, **self.split_cfg)
+        split_cfg = dict(self.split_cfg)
+        if split_cfg["normal_assets"] is None:
+            split_cfg["normal_assets"] = getattr(self.source, "normal_assets", None)
+        codes_split = split_rows(table, seed=self.seed, **split_cfg)
         train_rows = codes_split == SPLIT_CODES["train"]
         conditions = OperatingConditions(
             column=self.conditions_cfg["column"],
@@ -157,12 +183,14 @@ class DataPipeline:
         feature_names = list(table.sensor_columns)
         if self.include_settings:
             feature_names += [c for c in table.setting_columns if c not in feature_names]
+        table, state = add_state_features(table, self.state_features)
+        feature_names += state
         skip = [i for i, c in enumerate(feature_names) if c.endswith("__missing")]
         scaler = Scaler(self.scaling_cfg["method"], self.scaling_cfg["per_condition"], skip=skip)
         raw_x = self._feature_matrix(table, feature_names)
         scaler.fit(raw_x[train_rows], cond[train_rows], len(conditions.names))
         asset_names, asset_codes, starts = _runs(table, codes_split)
-        y = row_targets(table, **self.target_cfg)
+        y = row_targets(table, **self._target_options())
         windows = {}
         for split, code in SPLIT_CODES.items():
             stride = (
@@ -193,8 +221,24 @@ class DataPipeline:
             scaler=scaler,
             cleaning=report.to_dict(),
             fingerprint=self.source.fingerprint("train"),
+            class_names=self._class_names(table),
         )
         return self.fitted
+
+    def _target_options(self) -> dict:
+        """``data.target`` as :func:`row_targets` takes it (label_column defaults to ``fault``)."""
+        options = dict(self.target_cfg)
+        if options["label_column"] is None:
+            options.pop("label_column")
+        return options
+
+    def _class_names(self, table: SensorTable) -> list[str]:
+        """Names of the class codes (target kind ``class``), else []."""
+        if self.target_cfg["kind"] != "class":
+            return []
+        if self.target_cfg["classes"]:
+            return [str(c) for c in self.target_cfg["classes"]]
+        return class_names(table, self.target_cfg["label_column"] or "fault")
 
     def prepare_official_test(self) -> PreparedData:
         """The source's official test set, prepared with what was learned on train.
@@ -206,6 +250,7 @@ class DataPipeline:
         cleaning = {**self.cleaning, "drop_constant": {"enabled": False}}
         table, report = clean(self.source.load("test"), cleaning)
         table = table.replace(frame=table.frame.reset_index(drop=True))
+        table, _ = add_state_features(table, self.state_features)
         missing = [c for c in fitted.feature_names if c not in table.frame.columns]
         if missing:
             raise DataError(f"the test data lacks the training features {missing}")
@@ -213,7 +258,9 @@ class DataPipeline:
         features = fitted.scaler.transform(self._feature_matrix(table, fitted.feature_names), cond)
         asset_names, asset_codes, starts = _runs(table)
         last = np.flatnonzero(np.r_[asset_codes[1:] != asset_codes[:-1], True])
-        y = row_targets(table, **self.target_cfg)
+        y = row_targets(table, **self._target_options())
+        if fitted.class_names:  # the codes of the training classes, not the test set's own
+            y = row_targets(table, **{**self._target_options(), "classes": fitted.class_names})
         index = WindowIndex(
             last,
             y[last].astype(np.float32),
@@ -242,6 +289,7 @@ class DataPipeline:
             scaler=fitted.scaler,
             cleaning=report.to_dict(),
             fingerprint=self.source.fingerprint("test"),
+            class_names=fitted.class_names,
         )
 
     def _excluded_codes(self, conditions: OperatingConditions) -> list[int]:

@@ -1,9 +1,24 @@
-"""Train / val / test splits: by asset (grouped, seeded) or by time (temporal hold-out).
+"""Train / val / test splits: by asset, by time, by each asset's head, or by condition.
 
-A split is a per-row code (0 train, 1 val, 2 test). Windows are cut only
-inside runs of rows that share asset, segment and split code, so no window
-holds rows of two splits, and with ``method=asset`` no asset has windows in
-two splits.
+A split is a per-row code (0 train, 1 val, 2 test; -1 rows that no split
+uses, only from ``method=condition`` with ``train_values``). Windows are cut
+only inside runs of rows that share asset, segment and split code, so no
+window holds rows of two splits, and with ``method=asset`` no asset has
+windows in two splits.
+
+Methods (``data.split_by.method``):
+
+- ``asset``: whole assets, seeded, by ``val_fraction`` / ``test_fraction``.
+- ``temporal``: time quantiles over all rows (train, then val, then test).
+- ``head``: per asset, the first ``head_rows`` rows (by time) are train + val
+  (their last ``val_fraction`` is val), the rest is test; assets listed in
+  ``normal_assets`` are train + val entirely (last ``val_fraction`` → val).
+  SKAB's protocol: ``{method: head, head_rows: 400}``.
+- ``condition``: rows whose ``column`` value (default: the table's condition
+  column) is in ``test_values`` are test; the rest (or only the rows in
+  ``train_values``, when given) train, with the last ``val_fraction`` of each
+  asset's training rows (by time) as val. CWRU's cross-load protocol:
+  ``{method: condition, column: load_hp, train_values: [0, 1], test_values: [2]}``.
 """
 
 from __future__ import annotations
@@ -11,10 +26,10 @@ from __future__ import annotations
 import numpy as np
 
 from plantml.data.table import SensorTable
-from plantml.errors import ConfigError, DataError
+from plantml.errors import ConfigError, DataError, did_you_mean
 
 SPLIT_CODES = {"train": 0, "val": 1, "test": 2}
-METHODS = ("asset", "temporal")
+METHODS = ("asset", "temporal", "head", "condition")
 
 
 def split_rows(
@@ -23,6 +38,11 @@ def split_rows(
     val_fraction: float = 0.15,
     test_fraction: float = 0.15,
     seed: int = 0,
+    head_rows: int | None = None,
+    normal_assets: list | None = None,
+    column: str | None = None,
+    test_values: list | None = None,
+    train_values: list | None = None,
 ) -> np.ndarray:
     """Split code per row (int8).
 
@@ -30,6 +50,8 @@ def split_rows(
     each non-empty fraction gets at least one asset. ``temporal``: rows
     before the (1 - val - test) quantile of time are train, then val, then
     test; every asset can appear in each split, in disjoint time ranges.
+    ``head`` and ``condition``: see the module docstring (``test_fraction``
+    is not used by them).
     """
     if method not in METHODS:
         raise ConfigError(
@@ -43,6 +65,10 @@ def split_rows(
             f"data.split_by.val_fraction + test_fraction = {val_fraction + test_fraction:.2f} "
             "leaves nothing to train on; keep their sum below 1"
         )
+    if method == "head":
+        return _split_head(table, head_rows, normal_assets, val_fraction)
+    if method == "condition":
+        return _split_condition(table, column, test_values, train_values, val_fraction)
     frame = table.frame
     if method == "asset":
         assets = np.array(sorted(frame[table.asset_column].unique(), key=str), dtype=object)
@@ -69,6 +95,126 @@ def split_rows(
     if test_fraction > 0:
         codes[time >= t_test] = 2
     return codes
+
+
+def _positions(table: SensorTable) -> tuple[np.ndarray, np.ndarray]:
+    """(position of each row within its asset by time, row count of its asset)."""
+    frame = table.frame
+    order = np.argsort(table.durations(frame[table.time_column]), kind="stable")
+    by_time = frame[[table.asset_column]].iloc[order]
+    pos = np.empty(len(frame), dtype=np.int64)
+    pos[order] = by_time.groupby(table.asset_column, sort=False).cumcount().to_numpy()
+    size = frame.groupby(table.asset_column, sort=False)[table.asset_column].transform("size")
+    return pos, size.to_numpy(np.int64)
+
+
+def _tail_to_val(codes: np.ndarray, pos: np.ndarray, n: np.ndarray, val_fraction: float) -> None:
+    """Rows whose position ``pos`` is in the last ``val_fraction`` of ``n`` rows become val."""
+    n_val = np.round(val_fraction * n).astype(np.int64)
+    codes[pos >= n - n_val] = SPLIT_CODES["val"]
+
+
+def _split_head(
+    table: SensorTable, head_rows: int | None, normal_assets: list | None, val_fraction: float
+) -> np.ndarray:
+    if head_rows is None or isinstance(head_rows, bool) or int(head_rows) != head_rows:
+        raise ConfigError(
+            f"data.split_by.head_rows must be a whole number of rows for method=head, got "
+            f"{head_rows!r}; set it (SKAB: data.split_by.head_rows=400)"
+        )
+    head_rows = int(head_rows)
+    if head_rows < 1:
+        raise ConfigError(f"data.split_by.head_rows must be >= 1, got {head_rows}")
+    frame = table.frame
+    assets = frame[table.asset_column]
+    names = [str(a) for a in assets.unique()]
+    normal = [str(a) for a in (normal_assets or [])]
+    unknown = [a for a in normal if a not in names]
+    if unknown:
+        raise ConfigError(
+            f"data.split_by.normal_assets names unknown assets {unknown}; "
+            f"{did_you_mean(unknown[0], names)}"
+        )
+    pos, size = _positions(table)
+    is_normal = assets.astype(str).isin(normal).to_numpy()
+    n_head = np.where(is_normal, size, np.minimum(size, head_rows))
+    codes = np.where(pos < n_head, SPLIT_CODES["train"], SPLIT_CODES["test"]).astype(np.int8)
+    _tail_to_val(codes, np.where(pos < n_head, pos, -1), n_head, val_fraction)
+    return codes
+
+
+def _split_condition(
+    table: SensorTable,
+    column: str | None,
+    test_values: list | None,
+    train_values: list | None,
+    val_fraction: float,
+) -> np.ndarray:
+    column = column or table.condition_column
+    frame = table.frame
+    if column is None:
+        raise ConfigError(
+            "data.split_by.column is not set and the data has no condition column; "
+            "set data.split_by.column to the column naming the operating condition"
+        )
+    if column not in frame.columns:
+        raise ConfigError(
+            f"data.split_by.column {column!r} not found in {table.name}; "
+            f"{did_you_mean(column, [str(c) for c in frame.columns])}"
+        )
+    if not test_values:
+        raise ConfigError(
+            "data.split_by.test_values is empty: list the condition values to hold out for "
+            f"test (values of {column!r}), e.g. data.split_by.test_values=[2]"
+        )
+    values = frame[column]
+    present = sorted(values.dropna().unique().tolist(), key=str)
+
+    def as_mask(given: list, key: str) -> np.ndarray:
+        keys = {_key(v) for v in given}
+        missing = sorted(keys - {_key(v) for v in present}, key=str)
+        if missing:
+            raise DataError(
+                f"data.split_by.{key} has {missing}, not among the values of {column!r} in "
+                f"{table.name}: {', '.join(map(str, present))}"
+            )
+        chosen = [v for v in present if _key(v) in keys]
+        return values.isin(chosen).to_numpy()
+
+    is_test = as_mask(list(test_values), "test_values")
+    if train_values:
+        is_train = as_mask(list(train_values), "train_values")
+        both = {_key(v) for v in train_values} & {_key(v) for v in test_values}
+        if both:
+            raise ConfigError(
+                f"data.split_by.train_values and test_values share {sorted(both, key=str)}; "
+                "a condition is either trained on or held out"
+            )
+    else:
+        is_train = ~is_test
+    if not is_train.any():
+        raise DataError(
+            f"data.split_by.test_values={list(test_values)} holds out every row of {table.name}; "
+            f"keep at least one of {', '.join(map(str, present))} for training"
+        )
+    codes = np.full(len(frame), -1, dtype=np.int8)
+    codes[is_test] = SPLIT_CODES["test"]
+    codes[is_train] = SPLIT_CODES["train"]
+    sub = table.replace(frame=frame.loc[is_train]) if not is_train.all() else table
+    pos, size = _positions(sub)
+    train_codes = codes[is_train]
+    _tail_to_val(train_codes, pos, size, val_fraction)
+    codes[is_train] = train_codes
+    return codes
+
+
+def _key(value) -> object:
+    """Comparable key: numbers by value (2 == 2.0 == "2"), everything else as text."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return number if np.isfinite(number) else str(value)
 
 
 def assets_by_split(assets: np.ndarray, codes: np.ndarray) -> dict[str, set]:

@@ -1,4 +1,4 @@
-"""Per-row targets: remaining useful life, failure within a horizon, anomaly flag.
+"""Per-row targets: remaining useful life, failure within a horizon, anomaly flag, class.
 
 RUL is counted within an asset's *life*: a life starts at the asset's first
 row or at a maintenance event and ends at the next failure or maintenance.
@@ -8,6 +8,11 @@ unknown). "Failure within ``horizon``" is 1 when the life's failure is at
 most ``horizon`` time units ahead, 0 when the record shows the asset kept
 running for at least ``horizon`` more without failure, and unknown (NaN,
 left out of training and scoring) otherwise.
+
+``class`` is a multi-class label read from a plain column (``fault`` in CWRU):
+the target is the integer code of the row's label in the sorted class names
+(:func:`class_names`), stored as float64 like the other targets; rows whose
+label is missing or not among ``classes`` get NaN.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import pandas as pd
 from plantml.data.table import SensorTable
 from plantml.errors import ConfigError, DataError
 
-KINDS = ("rul", "failure", "anomaly")
+KINDS = ("rul", "failure", "anomaly", "class")
 
 
 def life_ids(table: SensorTable) -> np.ndarray:
@@ -53,15 +58,46 @@ def remaining_life(table: SensorTable) -> tuple[np.ndarray, np.ndarray]:
     return rul, observed
 
 
+def class_names(table: SensorTable, label_column: str = "fault") -> list[str]:
+    """Sorted class names (as text) of ``label_column``; code ``i`` is ``class_names[i]``."""
+    if label_column not in table.frame.columns:
+        raise DataError(
+            f"class label column {label_column!r} not found in {table.name}; set "
+            f"data.target.label_column to one of: {', '.join(map(str, table.frame.columns))}"
+        )
+    return sorted({str(v) for v in table.frame[label_column].dropna().unique()})
+
+
+def class_targets(
+    table: SensorTable, label_column: str = "fault", classes: list | None = None
+) -> np.ndarray:
+    """Integer class code per row (float64; NaN where the label is missing or unlisted)."""
+    present = class_names(table, label_column)  # also checks the column exists
+    names = [str(c) for c in classes] if classes else present
+    if len(set(names)) != len(names):
+        raise ConfigError(f"data.target.classes lists a class twice: {names}")
+    code_of = {name: float(i) for i, name in enumerate(names)}
+    labels = table.frame[label_column]
+    lookup = {v: code_of.get(str(v), np.nan) for v in labels.dropna().unique()}
+    return labels.map(lookup).to_numpy(np.float64)
+
+
 def row_targets(
     table: SensorTable,
     kind: str,
     horizon: float | None = None,
     rul_cap: float | None = None,
+    label_column: str = "fault",
+    classes: list | None = None,
 ) -> np.ndarray:
-    """Target per row (float64, NaN where unknown) for ``kind`` in rul / failure / anomaly."""
+    """Target per row (float64, NaN where unknown) for ``kind`` in rul / failure / anomaly / class.
+
+    ``label_column`` and ``classes`` are for ``kind="class"`` only (see :func:`class_targets`).
+    """
     if kind not in KINDS:
         raise ConfigError(f"unknown data.target.kind {kind!r}; use one of {', '.join(KINDS)}")
+    if kind == "class":
+        return class_targets(table, label_column, classes)
     if kind == "anomaly":
         if not table.anomaly_column:
             raise DataError(

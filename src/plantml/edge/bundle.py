@@ -28,7 +28,7 @@ library only. ``manifest.json`` (format version 1) holds::
       "conditions": {"mode": "single"|"column"|"cluster", "column": str|null, "settings": [str]|null,
                      "names": [str], "categories": [str], "center": [float]|null,
                      "scale": [float]|null, "centroids": [[float]]|null},
-      "task": {"kind": "rul"|"failure"|"anomaly", "output_name": str, "description": str,
+      "task": {"kind": "rul"|"failure"|"anomaly"|"class", "output_name": str, "description": str,
                "unit": str|null, "threshold": float|null, "alarm_when": "above"|"below"|null, ...},
       "files": {"model.onnx": "<sha256 hex>", ...every other file of the bundle except manifest.json},
       "manifest_sha256": "<sha256 hex of the manifest's canonical JSON without this key>",

@@ -174,13 +174,23 @@ class EdgeModel:
         if x.ndim != 3 or x.shape[1:] != want:
             raise ValueError(f"windows must have shape (n, {want[0]}, {want[1]}), got {x.shape}")
         step = self.fixed_batch or max(int(batch_size), 1)
-        out = np.empty(len(x), dtype=np.float32)
+        k = self.n_classes
+        out = np.empty((len(x), k) if k else len(x), dtype=np.float32)
         for start in range(0, len(x), step):
             chunk = x[start : start + step]
             n = len(chunk)
             if self.fixed_batch and n < step:  # a model exported with a fixed batch size
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], step - n, axis=0)])
             y = np.asarray(self.session.run([self.output_name], {self.input_name: chunk})[0])
+            if k:  # class probabilities (batch, K)
+                if y.shape != (len(chunk), k):
+                    raise BundleError(
+                        f"bundle {self.bundle.path}: the model returned shape {y.shape} for "
+                        f"{len(chunk)} windows; the manifest lists {k} classes, so expected "
+                        f"(batch, {k}); {REEXPORT}"
+                    )
+                out[start : start + n] = y[:n]
+                continue
             if y.size != len(chunk):
                 raise BundleError(
                     f"bundle {self.bundle.path}: the model returned shape {y.shape} for "
@@ -188,6 +198,13 @@ class EdgeModel:
                 )
             out[start : start + n] = y.reshape(-1)[:n]
         return out
+
+    @property
+    def n_classes(self) -> int:
+        """K for a class bundle (its model returns ``(batch, K)`` probabilities), else 0."""
+        if self.bundle.task.get("kind") != "class":
+            return 0
+        return len(self.bundle.task.get("classes") or [])
 
     def alarm(self, values: np.ndarray) -> np.ndarray | None:
         """0/1 alarm per prediction (int8), or None when the bundle sets no threshold."""
@@ -218,7 +235,8 @@ class EdgeModel:
             appearance, then time. And one :class:`RowError` per rejected row.
         """
         win = self.windows_for_rows(rows)
-        values = np.empty(len(win), dtype=np.float32)
+        k = self.n_classes
+        values = np.empty((len(win), k) if k else len(win), dtype=np.float32)
         step = max(int(batch_size), 1)
         for start in range(0, len(win), step):
             idx = np.arange(start, min(start + step, len(win)))
@@ -228,8 +246,14 @@ class EdgeModel:
             "asset": win.asset.tolist(),
             "time": win.time.tolist(),
             "condition": names,
-            self.bundle.output_name: values,
         }
+        if k:  # the predicted class name and its probability
+            classes = [str(c) for c in self.bundle.task["classes"]]
+            best = values.argmax(axis=1) if len(values) else np.zeros(0, dtype=np.int64)
+            out[self.bundle.output_name] = [classes[i] for i in best]
+            out["probability"] = values.max(axis=1) if len(values) else values[:, 0]
+            return out, win.errors
+        out[self.bundle.output_name] = values
         alarm = self.alarm(values)
         if alarm is not None:
             out["alarm"] = alarm

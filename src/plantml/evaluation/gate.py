@@ -24,7 +24,13 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from plantml.errors import ConfigError, did_you_mean
-from plantml.evaluation.metrics import FAILURE_METRICS, HIGHER_IS_WORSE, RUL_METRICS
+from plantml.evaluation.metrics import (
+    ANOMALY_METRICS,
+    CLASS_METRICS,
+    FAILURE_METRICS,
+    HIGHER_IS_WORSE,
+    RUL_METRICS,
+)
 
 SCOPES = ("overall", "every_condition", "worst_condition")
 # bias is judged by |bias|
@@ -55,7 +61,7 @@ class Rule:
     scope: str = "overall"
 
     def __post_init__(self) -> None:
-        known = RUL_METRICS + FAILURE_METRICS
+        known = RUL_METRICS + FAILURE_METRICS + ANOMALY_METRICS + CLASS_METRICS
         if self.metric not in known:
             raise ConfigError(
                 f"gate rule: unknown metric {self.metric!r}; "

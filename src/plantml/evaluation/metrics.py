@@ -1,4 +1,4 @@
-"""Metrics for RUL regression and failure classification, overall and per condition.
+"""Metrics for RUL regression, failure classification and anomaly detection, overall and per condition.
 
 All functions take 1-D tensors of equal length (predictions, targets) and
 return plain floats (``None`` where a metric is undefined, e.g. AUROC with
@@ -83,6 +83,48 @@ def classification_metrics(prob: torch.Tensor, target: torch.Tensor, threshold: 
     }
 
 
+def class_codes(pred: torch.Tensor) -> torch.Tensor:
+    """Predicted class codes ``(n,)`` from probabilities ``(n, K)`` (argmax) or codes ``(n,)``."""
+    return pred.argmax(dim=-1) if pred.dim() == 2 else pred.round().long()
+
+
+def multiclass_metrics(
+    pred: torch.Tensor, target: torch.Tensor, class_names: list[str] | None = None
+) -> dict:
+    """Accuracy, macro F1, balanced accuracy, recall per class and the confusion matrix.
+
+    ``pred`` is ``(n, K)`` probabilities or ``(n,)`` class codes, ``target``
+    ``(n,)`` codes. Macro F1 and balanced accuracy average over the classes
+    present in ``target`` (a class never seen there has no recall); the
+    confusion matrix is ``K x K`` counts, rows true class, columns predicted.
+    """
+    n = len(target)
+    k = len(class_names) if class_names else None
+    if k is None:
+        k = int(pred.shape[1]) if pred.dim() == 2 else 0
+        k = max(k, int(target.max()) + 1 if n else 0, int(class_codes(pred).max()) + 1 if n else 0)
+    names = list(class_names) if class_names else [str(i) for i in range(k)]
+    if n == 0:
+        return {"n": 0}
+    truth, guess = target.long(), class_codes(pred).long()
+    cm = torch.bincount(truth * k + guess, minlength=k * k).reshape(k, k)
+    support, predicted, hits = cm.sum(1), cm.sum(0), cm.diag()
+    present = support > 0
+    recall = hits.double() / support.clamp_min(1)
+    precision = hits.double() / predicted.clamp_min(1)
+    f1 = 2 * hits.double() / (support + predicted).clamp_min(1)
+    return {
+        "accuracy": float(hits.sum()) / n,
+        "macro_f1": float(f1[present].mean()),
+        "balanced_accuracy": float(recall[present].mean()),
+        "macro_precision": float(precision[present].mean()),
+        "per_class_recall": {names[i]: float(recall[i]) if present[i] else None for i in range(k)},
+        "confusion_matrix": cm.tolist(),
+        "classes": names,
+        "n": n,
+    }
+
+
 # every metric name evaluate() produces, and which of them are worse when higher
 RUL_METRICS = ("rmse", "mae", "bias", "score")
 FAILURE_METRICS = (
@@ -94,9 +136,30 @@ FAILURE_METRICS = (
     "false_alarms_per_1000",
     "false_alarms_per_asset_day",
 )
-HIGHER_IS_WORSE = {"rmse", "mae", "score", "false_alarms_per_1000", "false_alarms_per_asset_day"}
+ANOMALY_METRICS = (
+    "precision",
+    "recall",
+    "f1",
+    "false_alarm_rate",
+    "missed_alarm_rate",
+    "detection_delay",
+    "detected_share",
+    "auroc",
+    "false_alarms_per_asset_day",
+)
+CLASS_METRICS = ("accuracy", "macro_f1", "balanced_accuracy", "macro_precision")
+HIGHER_IS_WORSE = {
+    "rmse",
+    "mae",
+    "score",
+    "false_alarms_per_1000",
+    "false_alarms_per_asset_day",
+    "false_alarm_rate",
+    "missed_alarm_rate",
+    "detection_delay",
+}
 # the metric that names a condition "worst"
-HEADLINE = {"rul": "rmse", "failure": "f1"}
+HEADLINE = {"rul": "rmse", "failure": "f1", "anomaly": "f1", "class": "accuracy"}
 
 
 def evaluate(
@@ -109,28 +172,46 @@ def evaluate(
     assets: torch.Tensor | None = None,
     n_boot: int = 0,
     seed: int = 0,
+    ends: torch.Tensor | None = None,
+    class_names: list[str] | None = None,
 ) -> dict:
-    """Metrics overall and per operating condition for ``kind`` rul or failure.
+    """Metrics overall and per operating condition for ``kind`` rul, failure, anomaly or class.
 
-    ``pred`` is the RUL estimate or the failure probability; all inputs are
-    (windows,). Returns ``{"overall": {...}, "by_condition": {name: {...}},
+    ``pred`` is the RUL estimate, the failure probability or the anomaly
+    score (:func:`plantml.evaluation.anomaly.anomaly_metrics`; ``ends``, the
+    window ends, order an asset's windows into events, else the given order
+    does); all inputs are (windows,). Returns ``{"overall": {...}, "by_condition": {name: {...}},
     "worst_condition": {...}}``; each metrics dict carries ``n`` (windows) and,
     with ``assets``, ``assets`` (distinct assets). With ``n_boot`` > 0 each also
     carries ``ci``: 95 % intervals from resampling assets (windows of one asset
-    are not independent).
+    are not independent). For ``class``, ``pred`` is ``(windows, K)`` class
+    probabilities or ``(windows,)`` codes (:func:`multiclass_metrics`, named by
+    ``class_names``); intervals are not computed for it (``n_boot`` is ignored).
     """
 
     def one(mask: torch.Tensor | None) -> dict:
         p, t = (pred, target) if mask is None else (pred[mask], target[mask])
-        out = regression_metrics(p, t) if kind == "rul" else classification_metrics(p, t, threshold)
+        if kind == "anomaly":
+            from plantml.evaluation.anomaly import anomaly_metrics
+
+            def part(v):
+                return v if v is None or mask is None else v[mask]
+
+            out = anomaly_metrics(p, t, threshold, part(assets), part(ends))
+        elif kind == "rul":
+            out = regression_metrics(p, t)
+        elif kind == "class":
+            out = multiclass_metrics(p, t, class_names)
+        else:
+            out = classification_metrics(p, t, threshold)
         if assets is not None:
             a = assets if mask is None else assets[mask]
             out["assets"] = int(torch.unique(a).numel())
-            if n_boot > 0 and len(t):
+            if n_boot > 0 and len(t) and kind != "class":
                 from plantml.evaluation.bootstrap import asset_bootstrap
 
                 ci = asset_bootstrap(
-                    kind,
+                    "failure" if kind == "anomaly" else kind,  # alarms: the same counts
                     p.numpy(),
                     t.numpy(),
                     a.numpy(),

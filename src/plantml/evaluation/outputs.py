@@ -23,6 +23,8 @@ def predictions_frame(
     table = data.table
     names = np.array([*data.condition_names, "unseen"], dtype=object)
     codes = out["condition"].numpy()
+    if kind == "class":
+        return _class_frame(out, data, names[np.where(codes >= 0, codes, len(names) - 1)])
     frame = pd.DataFrame(
         {
             "asset": data.frame[table.asset_column].to_numpy()[ends],
@@ -32,9 +34,70 @@ def predictions_frame(
             "prediction": out["pred"].numpy(),
         }
     )
-    if kind == "failure":
+    if kind in ("failure", "anomaly"):
         frame["alarm"] = (frame["prediction"] >= threshold).astype(np.int8)
+    if kind == "anomaly":  # the prediction is the anomaly score
+        frame["threshold"] = threshold
     return frame.sort_values(["asset", "time"], kind="stable").reset_index(drop=True)
+
+
+def _class_frame(out: dict[str, torch.Tensor], data: PreparedData, conditions) -> pd.DataFrame:
+    """Class predictions: true and predicted class names, the predicted class's probability,
+    and one ``p_<class>`` column per class (when ``pred`` holds probabilities)."""
+    ends = out["end"].numpy()
+    pred = out["pred"]
+    classes = np.array(data.class_names or [str(i) for i in range(pred.shape[-1])], dtype=object)
+    guess = (pred.argmax(-1) if pred.dim() == 2 else pred.round().long()).numpy()
+    truth = out["y"].long().numpy()
+    frame = pd.DataFrame(
+        {
+            "asset": data.frame[data.table.asset_column].to_numpy()[ends],
+            "time": data.frame[data.table.time_column].to_numpy()[ends],
+            "condition": conditions,
+            "target": classes[truth],
+            "prediction": classes[guess],
+            "probability": pred.max(-1).values.numpy() if pred.dim() == 2 else 1.0,
+        }
+    )
+    if pred.dim() == 2:
+        for i, name in enumerate(classes):
+            frame[f"p_{name}"] = pred[:, i].numpy()
+    return frame.sort_values(["asset", "time"], kind="stable").reset_index(drop=True)
+
+
+def plot_class_confusion(pred: pd.DataFrame, classes: list[str], path: Path) -> None:
+    """Confusion matrices of class predictions (rows true, columns predicted; row shares),
+    overall and per condition, axes named by class."""
+    groups = [("overall", pred), *pred.groupby("condition")]
+    k = len(classes)
+    size = max(3.2, 0.45 * k + 1.5)
+    fig = _figure(figsize=(size * len(groups), size))
+    axes = fig.subplots(1, len(groups), squeeze=False)[0]
+    index = {name: i for i, name in enumerate(classes)}
+    for ax, (name, part) in zip(axes, groups, strict=True):
+        cm = np.zeros((k, k), dtype=np.int64)
+        np.add.at(cm, (part["target"].map(index), part["prediction"].map(index)), 1)
+        share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        for i in range(k):
+            for j in range(k):
+                if cm[i, j]:
+                    ax.text(
+                        j,
+                        i,
+                        str(cm[i, j]),
+                        ha="center",
+                        va="center",
+                        color="white" if share[i, j] > 0.5 else "black",
+                        fontsize=6,
+                    )
+        ax.set_xticks(range(k), classes, fontsize=7, rotation=90)
+        ax.set_yticks(range(k), classes, fontsize=7)
+        ax.set_xlabel("predicted", fontsize=8)
+        ax.set_ylabel("true", fontsize=8)
+        ax.set_title(str(name).replace(", ", "\n"), fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
 
 
 def prediction_frames(task, datamodule) -> dict[str, pd.DataFrame]:
@@ -82,7 +145,10 @@ def _figure(**kwargs):
 
 def plot_by_condition(metrics: dict, kind: str, path: Path) -> None:
     """Bars of the headline metrics per operating condition, one group per split."""
-    names = ("rmse", "mae") if kind == "rul" else ("recall", "precision", "f1")
+    names = {
+        "rul": ("rmse", "mae"),
+        "class": ("accuracy", "macro_f1", "balanced_accuracy"),
+    }.get(kind, ("recall", "precision", "f1"))
     splits = list(metrics.get("by_condition", {}))
     widths = [max(5.0, 1.5 * len(metrics["by_condition"][split])) for split in splits]
     fig = _figure(figsize=(sum(widths), 4.2))
@@ -140,6 +206,43 @@ def plot_rul_trajectories(
     fig.savefig(path, dpi=110)
 
 
+def plot_anomaly_scores(
+    pred: pd.DataFrame, threshold: float, path: Path, time_label: str = "time", n_assets: int = 6
+) -> None:
+    """Anomaly score over time for a few assets: threshold dashed, labelled anomalies shaded."""
+    # assets with labelled anomalies first: they are the ones worth looking at
+    has_anomaly = pred.groupby("asset", sort=False)["target"].max() > 0.5
+    assets = [*has_anomaly[has_anomaly].index, *has_anomaly[~has_anomaly].index][:n_assets]
+    cols = min(2, len(assets))
+    rows = int(np.ceil(len(assets) / cols))
+    fig = _figure(figsize=(6.0 * cols, 2.6 * rows))
+    axes = fig.subplots(rows, cols, squeeze=False)
+    for ax, asset in zip(axes.flat, assets, strict=False):
+        one = pred[pred["asset"] == asset]
+        ax.plot(one["time"], one["prediction"], color="C0", linewidth=0.8, label="score")
+        if np.isfinite(threshold):
+            ax.axhline(threshold, color="k", linestyle="--", linewidth=0.8, label="threshold")
+        ax.fill_between(
+            one["time"],
+            0,
+            1,
+            where=(one["target"] > 0.5).to_numpy(),
+            transform=ax.get_xaxis_transform(),
+            color="red",
+            alpha=0.15,
+            step="mid",
+            label="labelled anomaly",
+        )
+        ax.set_title(str(asset), fontsize=9)
+        ax.set_ylabel("anomaly score")
+        ax.set_xlabel(time_label, fontsize=8)
+    for ax in list(axes.flat)[len(assets) :]:
+        ax.set_visible(False)
+    axes.flat[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def plot_precision_recall(pred: pd.DataFrame, threshold: float, path: Path) -> None:
     """Precision-recall curve, overall and per condition, with the alarm threshold marked."""
     from torchmetrics.functional.classification import binary_precision_recall_curve
@@ -174,7 +277,7 @@ def plot_precision_recall(pred: pd.DataFrame, threshold: float, path: Path) -> N
     fig.savefig(path, dpi=110)
 
 
-def plot_confusion_matrices(pred: pd.DataFrame, path: Path) -> None:
+def plot_confusion_matrices(pred: pd.DataFrame, path: Path, outcome: str = "failure") -> None:
     """Alarm against outcome, overall and per condition (counts and row shares)."""
     groups = [("overall", pred), *pred.groupby("condition")]
     fig = _figure(figsize=(2.9 * len(groups), 3.0))
@@ -202,7 +305,7 @@ def plot_confusion_matrices(pred: pd.DataFrame, path: Path) -> None:
                     fontsize=8,
                 )
         ax.set_xticks([0, 1], ["no alarm", "alarm"], fontsize=8)
-        ax.set_yticks([0, 1], ["no failure", "failure"], fontsize=8)
+        ax.set_yticks([0, 1], [f"no {outcome}", outcome], fontsize=8)
         ax.set_title(str(name).replace(", ", "\n"), fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -228,6 +331,20 @@ def write_outputs(
             time_label = datamodule.prepared(split).table.time_column
             plot_rul_trajectories(pred, output_dir / f"rul_trajectories_{split}.png", time_label)
             written.append(output_dir / f"rul_trajectories_{split}.png")
+        elif task.kind == "class":
+            classes = datamodule.prepared(split).class_names
+            plot_class_confusion(pred, classes, output_dir / f"confusion_{split}.png")
+            written.append(output_dir / f"confusion_{split}.png")
+        elif task.kind == "anomaly":
+            time_label = datamodule.prepared(split).table.time_column
+            plot_anomaly_scores(
+                pred, threshold, output_dir / f"anomaly_scores_{split}.png", time_label
+            )
+            plot_confusion_matrices(pred, output_dir / f"confusion_{split}.png", "anomaly")
+            written += [
+                output_dir / f"anomaly_scores_{split}.png",
+                output_dir / f"confusion_{split}.png",
+            ]
         else:
             plot_precision_recall(pred, threshold, output_dir / f"precision_recall_{split}.png")
             plot_confusion_matrices(pred, output_dir / f"confusion_{split}.png")

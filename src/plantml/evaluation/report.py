@@ -16,8 +16,16 @@ COLUMNS = {
     "f1": "F1",
     "precision": "precision",
     "recall": "recall",
+    "accuracy": "accuracy",
+    "macro_f1": "macro F1",
+    "balanced_accuracy": "balanced accuracy",
     "auroc": "AUROC",
     "auprc": "AUPRC",
+    "false_alarm_rate": "false-alarm rate",
+    "missed_alarm_rate": "missed-alarm rate",
+    "detected_share": "events detected",
+    "detection_delay": "delay (windows)",
+    "events": "events",
     "false_alarms_per_1000": "false alarms /1000",
     "false_alarms_per_asset_day": "false alarms /asset-day",
     "positives": "positives",
@@ -76,7 +84,9 @@ def print_results(metrics: dict, title: str = "results", output_dir: Path | None
     extra = []
     threshold = next((v for k, v in metrics.items() if k.endswith("/threshold")), None)
     if threshold is not None:
-        extra.append(f"alarm threshold {threshold:.3f} (best F1 on validation)")
+        anomaly = any(k.endswith("/false_alarm_rate") for k in metrics)
+        chosen = "calibrated on normal validation windows" if anomaly else "best F1 on validation"
+        extra.append(f"alarm threshold {threshold:.3f} ({chosen})")
     if metrics.get("train/windows_per_second"):
         extra.append(f"training throughput {metrics['train/windows_per_second']:,.0f} windows/s")
     if output_dir is not None:

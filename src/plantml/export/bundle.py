@@ -20,9 +20,25 @@ from plantml.edge.bundle import FORMAT, FORMAT_VERSION, load_bundle, sha256_file
 from plantml.export.manifest import input_manifest
 
 
-def task_manifest(kind: str, cfg: DictConfig, threshold: float | None, time_unit: str) -> dict:
+def task_manifest(
+    kind: str,
+    cfg: DictConfig,
+    threshold: float | None,
+    time_unit: str,
+    class_names: list[str] | None = None,
+) -> dict:
     """What the prediction means and when it is an alarm."""
     target = cfg.data.get("target", {})
+    if kind == "class":
+        return {
+            "kind": "class",
+            "output_name": "fault_class",
+            "description": "the most probable class of the window, with its probability",
+            "unit": None,
+            "classes": list(class_names or []),
+            "threshold": None,
+            "alarm_when": None,
+        }
     if kind == "failure":
         horizon = target.get("horizon")
         return {
@@ -87,7 +103,7 @@ def write_bundle(
         "plantml_version": plantml.__version__,
         "model": {"file": "model.onnx", "input": "window", "output": "prediction", **model_info},
         **input_manifest(data, cfg.data.get("cleaning"), stride),
-        "task": task_manifest(kind, cfg, threshold, time_unit),
+        "task": task_manifest(kind, cfg, threshold, time_unit, getattr(data, "class_names", None)),
         "lineage": lineage,
         "metrics": metrics,
     }

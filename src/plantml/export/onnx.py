@@ -43,9 +43,16 @@ class Predictor(nn.Module):
         return self._postprocess(self.model(window).squeeze(-1))
 
 
-def predictor(task) -> Predictor:
-    """The :class:`Predictor` of a trained task (eval mode, on the CPU)."""
+def predictor(task) -> nn.Module:
+    """The :class:`Predictor` of a trained task (eval mode, on the CPU).
+
+    A task with an ``export_module()`` method (the anomaly task: window →
+    reconstruction error) provides its own window → ``(batch,)`` module; the class
+    task's gives class probabilities ``(batch, K)``.
+    """
     task = task.cpu().eval()
+    if hasattr(task, "export_module"):
+        return task.export_module().eval()
     return Predictor(task.model, task.postprocess).eval()
 
 
@@ -158,14 +165,26 @@ def session(path: str | Path, threads: int = 1) -> ort.InferenceSession:
     return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
 
+def _stack(out: list[np.ndarray], n: int) -> np.ndarray:
+    """Batches → ``(n,)``, or ``(n, K)`` for a model with K outputs per window (class task)."""
+    if not out:
+        return np.zeros(0, np.float32)
+    stacked = np.concatenate(out)
+    return (
+        stacked.reshape(n, -1)
+        if stacked.ndim == 2 and stacked.shape[-1] > 1
+        else stacked.reshape(n)
+    )
+
+
 def run_onnx(sess: ort.InferenceSession, windows: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-    """Predictions ``(n,)`` for normalized windows ``(n, time, channels)``."""
+    """Predictions ``(n,)`` (``(n, K)`` class probabilities) for windows ``(n, time, channels)``."""
     name = sess.get_inputs()[0].name
     out = [
         sess.run(None, {name: np.ascontiguousarray(windows[i : i + batch_size], np.float32)})[0]
         for i in range(0, len(windows), batch_size)
     ]
-    return np.concatenate(out).reshape(len(windows)) if out else np.zeros(0, np.float32)
+    return _stack(out, len(windows))
 
 
 def run_torch(model: nn.Module, windows: np.ndarray, batch_size: int = 1024) -> np.ndarray:
@@ -175,7 +194,7 @@ def run_torch(model: nn.Module, windows: np.ndarray, batch_size: int = 1024) -> 
     with torch.no_grad():
         for i in range(0, len(windows), batch_size):
             out.append(model(torch.from_numpy(np.asarray(windows[i : i + batch_size]))).numpy())
-    return np.concatenate(out).reshape(len(windows)) if out else np.zeros(0, np.float32)
+    return _stack(out, len(windows))
 
 
 def timing(call: Callable[[np.ndarray], object], window: np.ndarray, repeats: int = 200) -> dict:

@@ -181,6 +181,7 @@ class SensorTask(L.LightningModule):
             self.threshold_value(),
             assets=out["asset"],
             n_boot=self.n_boot,
+            class_names=getattr(self, "class_names", None),
         )
         self.results[split] = result
         self.predictions[split] = out
@@ -190,7 +191,7 @@ class SensorTask(L.LightningModule):
                 self.log(
                     f"{split}/{name}",
                     value,
-                    prog_bar=name in ("rmse", "f1", "auprc"),
+                    prog_bar=name in ("rmse", "f1", "auprc", "accuracy"),
                     sync_dist=True,
                 )
 

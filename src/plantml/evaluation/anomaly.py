@@ -19,6 +19,7 @@ import logging
 import math
 
 import numpy as np
+import torch
 
 from plantml.errors import ConfigError, DataError
 
@@ -105,15 +106,6 @@ def pot_threshold(scores, level: float = 0.98, risk: float = 1e-3) -> float:
     return t + (sigma / gamma) * (ratio ** (-gamma) - 1.0)
 
 
-def _auroc(scores: np.ndarray, positive: np.ndarray) -> float:
-    """Area under the ROC curve (Mann-Whitney U, ties counted half)."""
-    from scipy.stats import rankdata
-
-    ranks = rankdata(scores)
-    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
-
-
 def detection_events(
     alarm: np.ndarray, positive: np.ndarray, assets: np.ndarray | None, ends: np.ndarray | None
 ) -> tuple[int, int, float | None]:
@@ -155,37 +147,33 @@ def anomaly_metrics(scores, labels, threshold: float, assets=None, ends=None) ->
     events), AUROC (both classes present), the confusion counts and ``n``;
     ``None`` where a metric is undefined.
     """
+    from plantml.evaluation.metrics import classification_metrics
+
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
-    n = len(scores)
-    if n == 0:
+    if len(scores) == 0:
         return {"n": 0}
     positive = np.asarray(labels, dtype=np.float64).reshape(-1) > 0.5
     alarm = scores >= threshold
-    tp, fp = int((alarm & positive).sum()), int((alarm & ~positive).sum())
-    fn, tn = int((~alarm & positive).sum()), int((~alarm & ~positive).sum())
+    # precision, recall, F1, AUROC and the counts: the same rule as failure alarms
+    out = classification_metrics(
+        torch.from_numpy(scores), torch.from_numpy(positive.astype(np.int64)), float(threshold)
+    )
+    for key in ("auprc", "false_alarms_per_1000"):
+        out.pop(key, None)
+    tp, fp, tn, fn = out["tp"], out["fp"], out["tn"], out["fn"]
     events, detected, delay = detection_events(
         alarm,
         positive,
         None if assets is None else np.asarray(assets).reshape(-1),
         None if ends is None else np.asarray(ends).reshape(-1),
     )
-    both = 0 < tp + fn < n
-    return {
-        "precision": tp / (tp + fp) if tp + fp else None,
-        "recall": tp / (tp + fn) if tp + fn else None,
-        "f1": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None,
-        "false_alarm_rate": fp / (fp + tn) if fp + tn else None,
-        "missed_alarm_rate": fn / (tp + fn) if tp + fn else None,
-        "detection_delay": delay,
-        "detected_share": detected / events if events else None,
-        "auroc": _auroc(scores, positive) if both else None,
-        "threshold": float(threshold),
-        "events": events,
-        "detected_events": detected,
-        "tp": tp,
-        "fp": fp,
-        "tn": tn,
-        "fn": fn,
-        "positives": tp + fn,
-        "n": n,
-    }
+    out.update(
+        false_alarm_rate=fp / (fp + tn) if fp + tn else None,
+        missed_alarm_rate=fn / (tp + fn) if tp + fn else None,
+        detection_delay=delay,
+        detected_share=detected / events if events else None,
+        threshold=float(threshold),
+        events=events,
+        detected_events=detected,
+    )
+    return out

@@ -13,7 +13,7 @@ from plantml.errors import ConfigError
 from plantml.export import onnx as ox
 from plantml.export.quantize import op_counts, quantize
 from plantml.export.verify import parity
-from plantml.models import CNNModel, LSTMModel, SpectralModel, TransformerModel
+from plantml.models import CNNModel, LSTMModel, SpectralModel, StatsModel, TransformerModel
 from plantml.tasks import FailureTask, RULTask
 
 T, C = 24, 3  # process-data windows
@@ -36,6 +36,7 @@ ZOO = {
         C,
     ),
     "cnn": (lambda: CNNModel(C, channels=(8, 16), kernel_size=5, pooling="max"), T, C),
+    "stats_mlp": (lambda: StatsModel(C, hidden_size=8), T, C),
     "wdcnn": (
         lambda: CNNModel(RAW_C, channels=(8, 16, 16), first_kernel_size=32, strides=(8, 2, 2)),
         RAW_T,
@@ -190,7 +191,7 @@ def test_every_export_path(name, tmp_path):
     calibration = _windows(32, length, channels, seed=7)
     quantized = tmp_path / "int8.onnx"
     report = quantize(path, quantized, "auto", calibration=calibration)
-    dynamic = name == "lstm" or name.startswith("transformer")  # no convolutions in the graph
+    dynamic = name in ("lstm", "stats_mlp") or name.startswith("transformer")  # no Conv ops
     assert report["method"] == ("dynamic" if dynamic else "static")
     ops = op_counts(quantized)
     int8_ops = ("QuantizeLinear", "DynamicQuantizeLSTM", "MatMulInteger", "DynamicQuantizeMatMul")

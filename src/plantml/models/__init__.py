@@ -5,6 +5,7 @@ from plantml.models.cnn import CNNModel
 from plantml.models.lstm import LSTMModel
 from plantml.models.physics import ThermalModel
 from plantml.models.spectral import SpectralModel
+from plantml.models.stats import StatsModel
 from plantml.models.transformer import TransformerModel
 
 __all__ = [
@@ -13,6 +14,7 @@ __all__ = [
     "LSTMAutoencoder",
     "LSTMModel",
     "SpectralModel",
+    "StatsModel",
     "ThermalModel",
     "TransformerModel",
 ]

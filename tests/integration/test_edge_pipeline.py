@@ -59,6 +59,17 @@ def cluster_case() -> tuple[SensorTable, dict, dict]:
     return table.replace(frame=frame), cleaning, {"n_clusters": 3}
 
 
+def jitter_case() -> tuple[SensorTable, dict, dict]:
+    """Cycles logged with jitter: mostly 1 apart, every 7th step 2 (like SKAB's 1 s / 2 s)."""
+    table = make_fleet(n_assets=8, rows=(40, 60), seed=4)
+    frame = table.frame.copy()
+    steps = np.where(np.arange(len(frame)) % 7 == 0, 2, 1)
+    first = np.r_[True, frame["unit"].to_numpy()[1:] != frame["unit"].to_numpy()[:-1]]
+    steps[first] = 1
+    frame["cycle"] = pd.Series(steps).groupby(frame["unit"].to_numpy()).cumsum().to_numpy()
+    return table.replace(frame=frame), {}, {}
+
+
 def build(tmp_path, case):
     table, cleaning, conditions = case()
     pipeline = DataPipeline(
@@ -94,16 +105,22 @@ def build(tmp_path, case):
     return data, blocks, folder, weights
 
 
-@pytest.mark.parametrize("case", [column_case, cluster_case], ids=["column", "cluster"])
+@pytest.mark.parametrize(
+    "case", [column_case, cluster_case, jitter_case], ids=["column", "cluster", "jitter"]
+)
 def test_runtime_windows_equal_the_training_windows(tmp_path, case):
     data, blocks, folder, weights = build(tmp_path, case)
     inp, table = blocks["input"], data.table
     frame = data.frame
-    assert data.frame["segment"].max() >= 1  # the injected gap split one asset
+    if case is jitter_case:
+        # training windows held 2-cycle steps, so the device must not restart at them
+        assert (inp["sampling_period"], inp["max_gap"]) == (1.0, 3.0)
+    else:
+        assert data.frame["segment"].max() >= 1  # the injected gap split one asset
     if case is column_case:
         assert (inp["time_kind"], inp["sampling_period"], inp["max_gap"]) == ("number", 1.0, 1.5)
         assert blocks["conditions"]["mode"] == "column"
-    else:
+    elif case is cluster_case:
         assert (inp["time_kind"], inp["sampling_period"], inp["max_gap"]) == (
             "datetime",
             3600.0,
@@ -112,7 +129,11 @@ def test_runtime_windows_equal_the_training_windows(tmp_path, case):
         assert blocks["conditions"]["mode"] == "cluster"
     assert inp["feature_columns"] == data.feature_names and inp["window_length"] == LENGTH
 
-    segmented = frame.loc[frame["segment"] > 0, table.asset_column].unique().tolist()
+    segmented = (
+        frame.loc[frame["segment"] > 0, table.asset_column].unique().tolist()
+        if "segment" in frame
+        else []
+    )
     chosen = sorted({*segmented, *frame[table.asset_column].unique()[:3].tolist()})
     sub = frame[frame[table.asset_column].isin(chosen)]
     model = EdgeModel(folder)

@@ -19,20 +19,47 @@ from plantml.data.cleaning import resolve_config
 from plantml.data.pipeline import PreparedData
 from plantml.errors import ConfigError
 
-GAP_FACTOR = 1.5  # a step above 1.5 sampling periods means rows are missing: restart the window
+GAP_FACTOR = 1.5  # margin over the largest step a training window held
 
 
-def _median_step(data: PreparedData, datetime_time: bool) -> float | None:
-    """Median step between consecutive rows of one asset (seconds for timestamps)."""
+def _steps(data: PreparedData, datetime_time: bool) -> np.ndarray:
+    """Steps between consecutive rows of one run (asset and segment; seconds for timestamps).
+
+    These are the steps training windows were cut across: a segment break
+    (rows cleaning could not fill) is not one.
+    """
     frame, table = data.frame, data.table
     t = ticks(frame[table.time_column]).astype(np.float64)
     if datetime_time:
         t = t / 1e9
-    assets = frame[table.asset_column].to_numpy()
-    same = assets[1:] == assets[:-1]
+    same = frame[table.asset_column].to_numpy()[1:] == frame[table.asset_column].to_numpy()[:-1]
+    if table.segment_column:
+        segment = frame[table.segment_column].to_numpy()
+        same &= segment[1:] == segment[:-1]
     steps = np.diff(t)[same]
-    steps = steps[steps > 0]
+    return steps[steps > 0]
+
+
+def _median_step(data: PreparedData, datetime_time: bool) -> float | None:
+    """Median step between consecutive rows of one run."""
+    steps = _steps(data, datetime_time)
     return float(np.median(steps)) if len(steps) else None
+
+
+def max_gap(data: PreparedData, period: float | None) -> float | None:
+    """The step that restarts a window on the device: 1.5 x the largest step inside training runs.
+
+    On a regular grid (``align``) that is 1.5 periods: a missing row restarts the
+    window, as a segment break did in training. On data logged with jitter
+    (SKAB: 1 s rows with 2 s steps) the windows the model learned from held
+    such steps, so the device keeps them too.
+    """
+    datetime_time = pd.api.types.is_datetime64_any_dtype(data.frame[data.table.time_column])
+    steps = _steps(data, datetime_time)
+    largest = float(steps.max()) if len(steps) else period
+    if largest is None:
+        return None
+    return GAP_FACTOR * max(largest, period or 0.0)
 
 
 def sampling_period(data: PreparedData, cleaning: Mapping | None) -> float | None:
@@ -90,7 +117,7 @@ def input_manifest(data: PreparedData, cleaning: Mapping | None, stride: int = 1
             "time_column": table.time_column,
             "time_kind": time_kind,
             "sampling_period": period,
-            "max_gap": None if period is None else GAP_FACTOR * period,
+            "max_gap": max_gap(data, period),
             "feature_columns": features,
             "dtypes": dict.fromkeys(features, "float32"),
             "window_length": int(data.window_length),

@@ -178,9 +178,13 @@ class ExportRun:
         (self.out_dir / "variants").mkdir(parents=True, exist_ok=True)
         data = self.datamodule.data
         self.shape = (data.window_length, len(data.feature_names))
-        self.windows = EvalWindows(self.datamodule, "val", cfg.measure.get("windows"))
+        # the split the run is evaluated on (data.split: SKAB's and CWRU's test parts), else val
+        self.split = self.datamodule.eval_split
+        if not len(self.datamodule.prepared(self.split).windows[self.split]):
+            self.split = "val"
+        self.windows = EvalWindows(self.datamodule, self.split, cfg.measure.get("windows"))
         if not len(self.windows.y):
-            raise ConfigError("the run has no validation windows to check the export on")
+            raise ConfigError(f"the run has no {self.split} windows to check the export on")
         self.measure = Measure(self.task.kind, self.windows, cfg)
         tol = self.recipe.get("parity") or {}
         self.atol, self.rtol = float(tol.get("atol", 1e-4)), float(tol.get("rtol", 1e-3))
@@ -298,7 +302,7 @@ class ExportRun:
                 "opset": final["export"]["opset"],
                 **{k: final[k] for k in ("export", "quantization") if k in final},
             },
-            metrics={"split": "val", **final["metrics"]},
+            metrics={"split": self.split, **final["metrics"]},
             lineage=_lineage(self.ckpt, self.checkpoint, self.run_cfg, self.recipe),
         )
         torch_v, onnx_v = self.variants[0], self.variants[1]
@@ -306,7 +310,7 @@ class ExportRun:
             "name": self.name,
             "recipe": self.recipe["name"],
             "checkpoint": str(self.ckpt),
-            "split": "val",
+            "split": self.split,
             "scored_windows": len(self.windows.y),
             "batch_size": self.measure.batch_size,
             "threads": self.measure.threads,

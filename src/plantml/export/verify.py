@@ -35,7 +35,7 @@ def require_parity(result: dict, what: str) -> None:
         raise ExportError(
             f"{what} differs from torch beyond tolerance: max abs error {result['max_abs']:.3g} "
             f"(atol {result['atol']:g}), max relative {result['max_rel']:.3g} (rtol "
-            f"{result['rtol']:g}) on {result['windows']} validation windows; the export is "
+            f"{result['rtol']:g}) on {result['windows']} scored windows; the export is "
             "wrong: try export.exporter=dynamo or torchscript, or loosen export.parity only if "
             "the difference is understood"
         )

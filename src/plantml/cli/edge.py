@@ -99,6 +99,9 @@ def _verify(args: argparse.Namespace) -> int:
 def _headline(metrics: object, limit: int = 6) -> str:
     if not isinstance(metrics, dict):
         return "none"
+    split = metrics.get("split")
+    if isinstance(metrics.get("overall"), dict):  # plantml-export: {"split", "overall", ...}
+        metrics = {f"{split or 'overall'}/{k}": v for k, v in metrics["overall"].items()}
     items = [(k, v) for k, v in metrics.items() if isinstance(v, int | float)]
     items = sorted(items, key=lambda kv: not str(kv[0]).startswith("test/"))[:limit]
     return ", ".join(f"{k}={v:.4g}" for k, v in items) or "none"

@@ -24,8 +24,8 @@ def _check_file(path: Path) -> None:
         raise InputError(f"input file {path} not found; pass an existing .csv or .parquet file")
 
 
-def _csv_lines(path: str | Path) -> Iterator[tuple[list[str], list[str]]]:
-    """(header, fields) per non-blank line; short lines padded, long lines an error."""
+def _csv_lines(path: str | Path) -> Iterator[list[str]]:
+    """The header, then the fields of each non-blank line (short lines padded; long ones an error)."""
     path = Path(path)
     _check_file(path)
     with open(path, newline="", encoding="utf-8-sig") as f:
@@ -33,6 +33,7 @@ def _csv_lines(path: str | Path) -> Iterator[tuple[list[str], list[str]]]:
         header = next(reader, None)
         if not header:
             raise InputError(f"{path} is empty; a CSV with a header line is needed")
+        yield header
         width = len(header)
         for fields in reader:
             if not fields:
@@ -42,12 +43,14 @@ def _csv_lines(path: str | Path) -> Iterator[tuple[list[str], list[str]]]:
                     f"{path} line {reader.line_num} has {len(fields)} fields but the header has "
                     f"{width}; fix the line (a stray delimiter?)"
                 )
-            yield header, fields + [""] * (width - len(fields))
+            yield fields + [""] * (width - len(fields))
 
 
 def iter_csv(path: str | Path) -> Iterator[dict[str, str]]:
     """Rows of a CSV file with a header, one dict at a time (for streaming)."""
-    for header, fields in _csv_lines(path):
+    lines = _csv_lines(path)
+    header = next(lines)
+    for fields in lines:
         yield dict(zip(header, fields, strict=True))
 
 
@@ -57,17 +60,12 @@ def read_csv(path: str | Path) -> dict[str, list[str]]:
     Blank lines are skipped; a short line is padded with empty values (they
     are rejected as missing); a line with more fields than the header is an error.
     """
-    header: list[str] = []
-    cols: list[list[str]] = []
-    for header, fields in _csv_lines(path):
-        if not cols:
-            cols = [[] for _ in header]
+    lines = _csv_lines(path)
+    header = next(lines)
+    cols: list[list[str]] = [[] for _ in header]
+    for fields in lines:
         for col, value in zip(cols, fields, strict=True):
             col.append(value)
-    if not cols:  # a header and no rows
-        with open(path, newline="", encoding="utf-8-sig") as f:
-            header = next(csv.reader(f), [])
-        cols = [[] for _ in header]
     return dict(zip(header, cols, strict=True))
 
 

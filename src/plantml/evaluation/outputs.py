@@ -183,27 +183,37 @@ def plot_by_condition(metrics: dict, kind: str, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _asset_grid(n: int, max_cols: int, panel: tuple[float, float]):
+    """A figure with one panel per asset (``n`` of them), ``max_cols`` across; flat axes."""
+    cols = min(max_cols, n)
+    rows = int(np.ceil(n / cols))
+    fig = _figure(figsize=(panel[0] * cols, panel[1] * rows))
+    return fig, list(fig.subplots(rows, cols, squeeze=False).flat)
+
+
+def _save_grid(fig, axes: list, n: int, path: Path) -> None:
+    """Hide the unused panels, put the legend on the first, save."""
+    for ax in axes[n:]:
+        ax.set_visible(False)
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def plot_rul_trajectories(
     pred: pd.DataFrame, path: Path, time_label: str = "time", n_assets: int = 6
 ) -> None:
     """Predicted against true RUL along the trajectories of a few assets."""
     assets = pred["asset"].drop_duplicates().to_numpy()[:n_assets]
-    cols = min(3, len(assets))
-    rows = int(np.ceil(len(assets) / cols))
-    fig = _figure(figsize=(4.2 * cols, 2.8 * rows))
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for ax, asset in zip(axes.flat, assets, strict=False):
+    fig, axes = _asset_grid(len(assets), 3, (4.2, 2.8))
+    for ax, asset in zip(axes, assets, strict=False):
         one = pred[pred["asset"] == asset]
         ax.plot(one["time"], one["target"], color="k", label="true")
         ax.plot(one["time"], one["prediction"], color="C1", label="predicted")
         ax.set_title(str(asset), fontsize=9)
         ax.set_ylabel("RUL")
         ax.set_xlabel(time_label, fontsize=8)
-    for ax in list(axes.flat)[len(assets) :]:
-        ax.set_visible(False)
-    axes.flat[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save_grid(fig, axes, len(assets), path)
 
 
 def plot_anomaly_scores(
@@ -213,11 +223,8 @@ def plot_anomaly_scores(
     # assets with labelled anomalies first: they are the ones worth looking at
     has_anomaly = pred.groupby("asset", sort=False)["target"].max() > 0.5
     assets = [*has_anomaly[has_anomaly].index, *has_anomaly[~has_anomaly].index][:n_assets]
-    cols = min(2, len(assets))
-    rows = int(np.ceil(len(assets) / cols))
-    fig = _figure(figsize=(6.0 * cols, 2.6 * rows))
-    axes = fig.subplots(rows, cols, squeeze=False)
-    for ax, asset in zip(axes.flat, assets, strict=False):
+    fig, axes = _asset_grid(len(assets), 2, (6.0, 2.6))
+    for ax, asset in zip(axes, assets, strict=False):
         one = pred[pred["asset"] == asset]
         ax.plot(one["time"], one["prediction"], color="C0", linewidth=0.8, label="score")
         if np.isfinite(threshold):
@@ -236,11 +243,7 @@ def plot_anomaly_scores(
         ax.set_title(str(asset), fontsize=9)
         ax.set_ylabel("anomaly score")
         ax.set_xlabel(time_label, fontsize=8)
-    for ax in list(axes.flat)[len(assets) :]:
-        ax.set_visible(False)
-    axes.flat[0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save_grid(fig, axes, len(assets), path)
 
 
 def plot_precision_recall(pred: pd.DataFrame, threshold: float, path: Path) -> None:

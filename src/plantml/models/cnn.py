@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from plantml.errors import ConfigError
+from plantml.models.head import mlp_head
 
 POOLING = ("mean", "max")
 NORMS = ("batch", "none")
@@ -163,15 +164,7 @@ class CNNModel(nn.Module):
             layers.append(block(width, out, k, stride, growth**i, norm, dropout, causal))
             width = out
         self.blocks = nn.Sequential(*layers)
-        if head_size:
-            self.head = nn.Sequential(
-                nn.Linear(width, head_size),
-                nn.ReLU(),
-                nn.Dropout(dropout),
-                nn.Linear(head_size, out_features),
-            )
-        else:
-            self.head = nn.Linear(width, out_features)
+        self.head = mlp_head(width, head_size, out_features, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """``(batch, time, channels)`` → ``(batch, out_features)``."""

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from plantml.errors import ConfigError
+from plantml.models.head import mlp_head
 
 
 class LSTMModel(nn.Module):
@@ -55,15 +56,7 @@ class LSTMModel(nn.Module):
             bidirectional=bidirectional,
         )
         width = hidden_size * (2 if bidirectional else 1)
-        if head_size:
-            self.head = nn.Sequential(
-                nn.Linear(width, head_size),
-                nn.ReLU(),
-                nn.Dropout(dropout),
-                nn.Linear(head_size, out_features),
-            )
-        else:
-            self.head = nn.Linear(width, out_features)
+        self.head = mlp_head(width, head_size, out_features, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out, _ = self.lstm(x)  # (batch, time, width)

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from plantml.features.stats import STATS, WindowStats
+from plantml.models.head import mlp_head
 
 
 class StatsModel(nn.Module):
@@ -39,15 +40,7 @@ class StatsModel(nn.Module):
         self.features = WindowStats(stats)
         width = in_features * len(self.features.stats)
         self.norm = nn.BatchNorm1d(width)
-        if hidden_size:
-            self.head = nn.Sequential(
-                nn.Linear(width, hidden_size),
-                nn.ReLU(),
-                nn.Dropout(dropout),
-                nn.Linear(hidden_size, out_features),
-            )
-        else:
-            self.head = nn.Linear(width, out_features)
+        self.head = mlp_head(width, hidden_size, out_features, dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.norm(self.features(x)))

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from plantml.errors import ConfigError
+from plantml.models.head import mlp_head
 
 POSITIONAL = ("sinusoidal", "learned")
 POOLING = ("mean", "cls")
@@ -117,15 +118,7 @@ class TransformerModel(nn.Module):
         self.encoder = nn.TransformerEncoder(
             layer, num_layers, norm=nn.LayerNorm(d_model), enable_nested_tensor=False
         )
-        if head_size:
-            self.head = nn.Sequential(
-                nn.Linear(d_model, head_size),
-                nn.GELU(),
-                nn.Dropout(dropout),
-                nn.Linear(head_size, out_features),
-            )
-        else:
-            self.head = nn.Linear(d_model, out_features)
+        self.head = mlp_head(d_model, head_size, out_features, dropout, nn.GELU)
 
     def _encode(self, h: torch.Tensor) -> torch.Tensor:
         if not _exporting():

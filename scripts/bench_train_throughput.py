@@ -8,7 +8,8 @@ ways to feed and train, timed over the same number of steps after warm-up:
 - ``lightning-tensordataset``: a Lightning Trainer fed by a per-sample
   ``TensorDataset`` DataLoader (the usual recipe, for reference);
 - ``plantml``: a Lightning Trainer running plantml's ``RULTask`` on
-  ``WindowDataset`` with ``WindowBatchSampler`` (what ``plantml-train`` runs).
+  ``WindowDataset`` with ``WindowBatchSampler`` (what ``plantml-train`` runs;
+  on a GPU the table lives on the device and batches are gathered there).
 
 Each step is timed from the end of the previous one (so data loading and every
 Lightning hook count). Two rates per run: batch / median step time (robust to
@@ -114,7 +115,8 @@ def lightning_run(x, ends, y, args, feed: str) -> float:
     task = RULTask(model, partial(torch.optim.AdamW, lr=1e-3), target_scale=125)
     if feed == "plantml":
         index = WindowIndex(ends, y, np.zeros(len(ends), np.int64), np.zeros(len(ends), np.int64))
-        ds = WindowDataset(x, index, args.length)
+        # on a GPU, plantml-train keeps the table on the device and gathers batches there
+        ds = WindowDataset(x, index, args.length, "cuda" if args.accelerator == "gpu" else None)
         loader = torch.utils.data.DataLoader(
             ds,
             batch_size=None,

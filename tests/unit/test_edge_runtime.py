@@ -580,7 +580,7 @@ assert len(out["score"]) == 30
 heavy = [m for m in ("torch", "pandas", "lightning", "hydra", "omegaconf", "scipy")
          if m in sys.modules]
 others = [m for m in sys.modules if m.startswith("plantml.")
-          and not m.startswith(("plantml.edge", "plantml.cli"))]
+          and not m.startswith(("plantml.edge", "plantml.cli", "plantml.core", "plantml.errors"))]
 others += [m for m in sys.modules if m.startswith("plantml.cli.") and m != "plantml.cli.edge"]
 print(heavy, others)
 assert not heavy and not others

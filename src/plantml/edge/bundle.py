@@ -35,17 +35,20 @@ library only. ``manifest.json`` (format version 1) holds::
       "lineage": {...}, "metrics": {...}       # free-form, informational
     }
 
-Semantics (the same as the training pipeline in ``plantml.data``):
+Semantics (one implementation, :mod:`plantml.core`, used by training and the device):
 
-- Condition code per row: mode ``single`` -> 0; ``column`` -> index of the value in
-  ``categories`` (numbers match by value: ``1`` matches ``"1.0"``), unknown -> -1 ("unseen");
-  ``cluster`` -> nearest centroid to ``nan_to_num((settings - center) / scale)``.
-- Normalization: row ``code`` of offset/scale when ``per_condition`` and the code is known,
-  else the last (global) row; ``((x - offset) / scale)`` in float64, then cast to float32.
-- Windows: per asset, consecutive accepted rows in time order; a window of
-  ``window_length`` rows ends at every row once that many rows arrived since the last
-  restart; with stride ``s`` a prediction is emitted when ``(complete windows - 1) % s == 0``.
-  A step larger than ``max_gap`` restarts the asset's window.
+- Condition code per row (:mod:`plantml.core.conditions`): mode ``single`` -> 0; ``column``
+  -> index of the value in ``categories``, compared as text, or by number (``1`` matches
+  ``"1.0"``); unknown or missing -> -1 ("unseen"); ``cluster`` -> nearest centroid to
+  ``nan_to_num((settings - center) / scale)``.
+- Normalization (:mod:`plantml.core.normalize`): row ``code`` of offset/scale when
+  ``per_condition`` and the code is known, else the last (global) row;
+  ``((x - offset) / scale)`` in float64, then cast to float32.
+- Windows (:mod:`plantml.core.windows`): per asset, consecutive accepted rows in time
+  order form a run; a step larger than ``max_gap`` starts a new run. A window of
+  ``window_length`` rows ends at a row once the run holds that many rows; the k-th
+  complete window of a run (k = 0, 1, ...) is emitted when ``k % stride == 0``, counted
+  forward from the run's start (training keeps the same windows of each of its runs).
 - Alarm: ``prediction >= threshold`` (``alarm_when: above``) or ``<=`` (``below``).
 
 :func:`load_bundle` checks all of this before a model runs; :func:`write_manifest`

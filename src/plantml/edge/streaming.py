@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from plantml.core.windows import window_due
 from plantml.edge.bundle import Bundle
 from plantml.edge.preprocess import RowError, describe_time_order, given_time
 from plantml.edge.runtime import EdgeModel
@@ -34,17 +35,16 @@ class Prediction:
 
 
 class _AssetState:
-    __slots__ = ("buffer", "count", "last_time", "pos", "windows")
+    __slots__ = ("buffer", "count", "last_time", "pos")
 
     def __init__(self, length: int, channels: int):
         self.buffer = np.zeros((length, channels), dtype=np.float32)
         self.pos = 0  # where the next row goes (the oldest row once full)
         self.count = 0  # rows since the last restart
-        self.windows = 0  # complete windows since the last restart
         self.last_time: float | None = None
 
     def restart(self) -> None:
-        self.pos = self.count = self.windows = 0
+        self.pos = self.count = 0
 
 
 class StreamingPredictor:
@@ -111,10 +111,7 @@ class StreamingPredictor:
         state.buffer[state.pos] = parsed.x[0]
         state.pos = (state.pos + 1) % self.length
         state.count += 1
-        if state.count < self.length:
-            return None
-        state.windows += 1
-        if (state.windows - 1) % self.stride:
+        if not window_due(state.count, self.length, self.stride):
             return None
         window = np.concatenate([state.buffer[state.pos :], state.buffer[: state.pos]])
         value = self.model.predict_windows(window[None])

@@ -44,6 +44,74 @@ from plantml.errors import CheckpointError, ConfigError
 log = logging.getLogger(__name__)
 
 
+RUN_CHECKPOINTS = "a training run keeps them in <run folder>/checkpoints/ (best.ckpt, last.ckpt)"
+
+
+def read_checkpoint(path: str | Path, purpose: str = "evaluate") -> dict[str, Any]:
+    """Load a checkpoint file, or raise :class:`CheckpointError` saying which file and what to do.
+
+    ``purpose`` ``resume`` also requires the training state (optimizer, loops) that
+    only a full training checkpoint holds.
+    """
+    path = Path(str(path)).expanduser()
+    if not path.is_file():
+        where = "is a folder" if path.is_dir() else "not found"
+        raise CheckpointError(f"checkpoint {str(path)!r} {where}; {RUN_CHECKPOINTS}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(
+            f"checkpoint {path} is empty (0 bytes): the write was cut off; use the run's other "
+            f"checkpoint or train again ({RUN_CHECKPOINTS})"
+        )
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises RuntimeError, UnpicklingError, EOFError, ...
+        text = str(exc).strip()
+        first = text.splitlines()[0].split(". ")[0][:160] if text else type(exc).__name__
+        raise CheckpointError(
+            f"cannot read checkpoint {path} ({path.stat().st_size} bytes): it is truncated or not "
+            f"a checkpoint ({first}); use a checkpoint written by plantml-train: {RUN_CHECKPOINTS}"
+        ) from None
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointError(
+            f"{path} is a torch file but not a Lightning checkpoint (no model state_dict); "
+            f"use a checkpoint written by plantml-train: {RUN_CHECKPOINTS}"
+        )
+    if purpose == "resume" and not {"optimizer_states", "loops"} <= set(checkpoint):
+        raise CheckpointError(
+            f"{path} holds the model weights but not the training state (optimizer, epoch), so "
+            "training cannot resume from it; resume from the run's checkpoints/last.ckpt"
+        )
+    return checkpoint
+
+
+def resume_path(ckpt_path: str | Path) -> Path:
+    """The checkpoint to resume from: the file, or ``checkpoints/last.ckpt`` of a run folder."""
+    path = Path(str(ckpt_path)).expanduser()
+    for candidate in (path / "checkpoints" / "last.ckpt", path / "last.ckpt"):
+        if path.is_dir() and candidate.is_file():
+            return candidate
+    return path
+
+
+def load_weights(module: torch.nn.Module, checkpoint: dict[str, Any], path: Path, fix: str) -> None:
+    """Load the checkpoint's weights into ``module``; a CheckpointError if they do not fit.
+
+    ``fix`` says what to do about a mismatch (it depends on the command).
+    """
+    try:
+        missing, unexpected = module.load_state_dict(checkpoint["state_dict"], strict=False)
+    except RuntimeError as exc:  # shapes differ
+        sizes = [line.strip() for line in str(exc).splitlines() if "size mismatch" in line]
+        raise CheckpointError(
+            f"{path} does not fit the model built from the config ({'; '.join(sizes[:3])}); {fix}"
+        ) from None
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{path} does not fit the model built from the config (missing {missing[:5]}, "
+            f"unexpected {unexpected[:5]}); {fix}"
+        )
+
+
 def random_states() -> dict[str, Any]:
     """The global random states of Python, numpy and torch (CPU and every CUDA device).
 

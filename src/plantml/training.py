@@ -17,6 +17,7 @@ from plantml.builders import (
     build_trainer,
     check_trainer,
 )
+from plantml.checkpointing import load_weights, read_checkpoint, resume_path
 from plantml.evaluation.results import finish_evaluation, write_json
 from plantml.lineage import lineage
 
@@ -78,10 +79,19 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
     """
     output_dir = Path(cfg.paths.output_dir)
     check_trainer(cfg)
+    resume = resume_path(cfg.ckpt_path) if cfg.get("ckpt_path") else None
+    resumed = read_checkpoint(resume, "resume") if resume else None  # before data preparation
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
     task = build_task(cfg, datamodule)
+    if resumed is not None:
+        fix = "resume with the config of the run that wrote it (same model.*, data.*)"
+        load_weights(task, resumed, resume, fix)
+        log.info(
+            "resuming from %s (epoch %s, step %s)", resume, resumed["epoch"], resumed["global_step"]
+        )
+        del resumed
     resolved = OmegaConf.to_container(cfg, resolve=True)
     info = lineage(cfg.seed, datamodule.data.fingerprint, datamodule.data.summary())
     info["cleaning"] = datamodule.data.cleaning
@@ -97,7 +107,7 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
         write_json(output_dir / "lineage.json", info)
     for logger in loggers:
         logger.log_hyperparams({**resolved, "lineage": info})
-    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(task, datamodule=datamodule, ckpt_path=resume)
     if trainer.interrupted:
         log.warning(
             "training interrupted; resume with ckpt_path=%s", output_dir / "checkpoints/last.ckpt"

@@ -159,14 +159,18 @@ class DataPipeline:
     def prepare(self) -> PreparedData:
         """Read, clean and split the training data; fit conditions and scaling on train."""
         raw = self.source.load("train")
-        table, report = clean(raw, self.cleaning)  # logs what each step changed
+        split_cfg = dict(self.split_cfg)
+        if split_cfg["normal_assets"] is None:
+            split_cfg["normal_assets"] = getattr(self.source, "normal_assets", None)
+
+        def train_rows_of(t: SensorTable) -> np.ndarray:  # what the sanity bounds are fitted on
+            return split_rows(t, seed=self.seed, **split_cfg) == SPLIT_CODES["train"]
+
+        table, report = clean(raw, self.cleaning, train_rows_of)  # logs what each step changed
         table = table.replace(frame=table.frame.reset_index(drop=True))
         n_clusters = self.conditions_cfg["n_clusters"]
         if n_clusters is None:
             n_clusters = getattr(self.source, "n_conditions", 1)
-        split_cfg = dict(self.split_cfg)
-        if split_cfg["normal_assets"] is None:
-            split_cfg["normal_assets"] = getattr(self.source, "normal_assets", None)
         codes_split = split_rows(table, seed=self.seed, **split_cfg)
         train_rows = codes_split == SPLIT_CODES["train"]
         conditions = OperatingConditions(
@@ -249,7 +253,8 @@ class DataPipeline:
         """
         fitted = self.fitted or self.prepare()
         cleaning = {**self.cleaning, "drop_constant": {"enabled": False}}
-        table, report = clean(self.source.load("test"), cleaning)
+        bounds = fitted.cleaning.get("sanity", {}).get("bounds")  # training's, not refitted
+        table, report = clean(self.source.load("test"), cleaning, bounds=bounds)
         table = table.replace(frame=table.frame.reset_index(drop=True))
         table, _ = add_state_features(table, self.state_features)
         missing = [c for c in fitted.feature_names if c not in table.frame.columns]

@@ -13,6 +13,10 @@ trained C-MAPSS transformer (d_model 64) static QDQ gave 202 KB and 0.70 ms per
 window against 139 KB and about the float latency for dynamic, at the same
 RMSE: the Q/DQ pairs around every small MatMul cost more than they save.
 
+Dynamic scales span the whole input of a call, so a dynamically quantized graph
+is wrapped to score each window on its own (:mod:`plantml.export.per_window`):
+a prediction never depends on the other windows of its batch.
+
 Neither quantizes GRU: a GRU model keeps its recurrent layers in float and
 only its Linear layers shrink. :func:`quantize` says so in its result rather
 than pretend.
@@ -36,6 +40,7 @@ from onnxruntime.quantization import (
 
 from plantml.errors import ConfigError
 from plantml.export.onnx import compact
+from plantml.export.per_window import wrap_per_window
 
 log = logging.getLogger(__name__)
 METHODS = ("auto", "dynamic", "static")
@@ -134,6 +139,8 @@ def quantize(
         root.setLevel(level)
     compact(dst)
     after = op_counts(dst)
+    # dynamic activation scales span the whole call: score each window on its own
+    per_window = "loop" if chosen == "dynamic" and wrap_per_window(dst, dst) else None
     still_float = {op: n for op, n in after.items() if op in FLOAT_OPS}
     if chosen == "static":
         # in QDQ graphs float ops sit between Q/DQ pairs: they run in INT8 kernels
@@ -159,5 +166,6 @@ def quantize(
         else len(calibration),
         "quantized_ops": quantized,
         "float_ops": still_float,
+        "per_window": per_window,
         "notes": notes,
     }

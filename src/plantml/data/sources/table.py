@@ -6,6 +6,7 @@ data.label_column=failed`` brings a new dataset with config alone.
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pandas as pd
@@ -14,7 +15,16 @@ from plantml.data.sources.base import Source, check_split, resolve_files
 from plantml.data.table import SensorTable
 from plantml.errors import ConfigError, DataError, did_you_mean
 
+log = logging.getLogger(__name__)
 LABEL_KINDS = ("failure", "anomaly", "rul")
+MOSTLY_NUMBERS = 0.5  # a text column with at least this share of numbers is a sensor with junk
+
+
+def _numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """(values as float64 with non-numbers as NaN, mask of given cells that were not numbers)."""
+    numbers = pd.to_numeric(values, errors="coerce")
+    given = values.notna() & (values.astype(str).str.strip() != "")
+    return numbers.astype("float64"), given & numbers.isna()
 
 
 class TableSource(Source):
@@ -34,6 +44,9 @@ class TableSource(Source):
         maintenance_column: 0/1 maintenance event column, if any.
         sep: CSV separator (``None`` sniffs it).
         time_unit: unit of durations for timestamp time (``h``, ``min``, ``D``).
+        max_non_numeric: the largest share of a sensor or setting column's cells that may
+            be non-numeric text (``ERR``, ``#VALUE!``); such cells are read as missing,
+            counted per column and reported by cleaning. Above it the load fails.
     """
 
     def __init__(
@@ -49,6 +62,7 @@ class TableSource(Source):
         maintenance_column: str | None = None,
         sep: str | None = ",",
         time_unit: str = "h",
+        max_non_numeric: float = 0.01,
     ):
         if not path:
             raise ConfigError("data.path is not set; point it at a CSV or Parquet file (or a glob)")
@@ -67,6 +81,9 @@ class TableSource(Source):
         self.maintenance_column = maintenance_column
         self.sep = sep
         self.time_unit = time_unit
+        if not 0 <= float(max_non_numeric) <= 1:
+            raise ConfigError(f"data.max_non_numeric must be in [0, 1], got {max_non_numeric}")
+        self.max_non_numeric = float(max_non_numeric)
 
     def files(self, split: str = "train") -> list[Path]:
         return resolve_files(
@@ -121,11 +138,11 @@ class TableSource(Source):
         used = {asset, self.time_column, *self.setting_columns, *(c for c in roles.values() if c)}
         features = self.feature_columns
         if features is None:
-            features = [
-                c
-                for c in frame.columns
-                if c not in used and pd.api.types.is_numeric_dtype(frame[c])
-            ]
+            features = [c for c in frame.columns if c not in used and self._is_sensor(frame[c])]
+            text = [c for c in frame.columns if c not in used and c not in features]
+            if text:
+                log.info("%s: text columns not used as features: %s", name, text)
+        frame, coerced = self._coerce(frame, [*features, *self.setting_columns], name)
         return SensorTable(
             frame=frame,
             asset_column=asset,
@@ -134,5 +151,55 @@ class TableSource(Source):
             setting_columns=self.setting_columns,
             name=name,
             time_unit=self.time_unit,
+            non_numeric=coerced,
             **roles,
         )
+
+    @staticmethod
+    def _is_sensor(values: pd.Series) -> bool:
+        """Numeric, or text that is mostly numbers (a sensor column with a few junk cells)."""
+        if pd.api.types.is_numeric_dtype(values):
+            return True
+        if not (values.dtype == object or pd.api.types.is_string_dtype(values)):
+            return False
+        numbers, junk = _numbers(values)
+        return numbers.notna().sum() >= MOSTLY_NUMBERS * max(
+            int(numbers.notna().sum() + junk.sum()), 1
+        )
+
+    def _coerce(self, frame: pd.DataFrame, columns: list[str], name: str):
+        """Text cells of sensor/setting columns become NaN; (frame, count per column).
+
+        A column with more than ``max_non_numeric`` of its given cells not numeric
+        is a :class:`DataError` naming the column, the share and examples.
+        """
+        counts: dict[str, int] = {}
+        for col in columns:
+            if col not in frame.columns or pd.api.types.is_numeric_dtype(frame[col]):
+                continue
+            values = frame[col]
+            if not (values.dtype == object or pd.api.types.is_string_dtype(values)):
+                continue  # timestamps, categories: SensorTable says they are not numeric
+            numbers, junk = _numbers(values)
+            given = int(numbers.notna().sum() + junk.sum())
+            share = junk.sum() / max(given, 1)
+            if share > self.max_non_numeric:
+                examples = values[junk].astype(str).drop_duplicates().head(3).tolist()
+                rows = (junk.to_numpy().nonzero()[0][:3] + 1).tolist()
+                raise DataError(
+                    f"column {col!r} in {name} is not numeric ({int(junk.sum())} of {given} cells, "
+                    f"{share:.1%}, are not numbers, e.g. {examples} on data rows {rows}: more than "
+                    f"data.max_non_numeric={self.max_non_numeric:g}); fix the file, remove the "
+                    "column from data.feature_columns, or raise data.max_non_numeric to read "
+                    "such cells as missing"
+                )
+            frame = frame.assign(**{col: numbers})
+            counts[col] = int(junk.sum())
+        if any(counts.values()):
+            log.warning(
+                "%s: read %d non-numeric cells as missing (%s); cleaning fills or drops them",
+                name,
+                sum(counts.values()),
+                ", ".join(f"{c}: {n}" for c, n in counts.items() if n),
+            )
+        return frame, {c: n for c, n in counts.items() if n}

@@ -212,7 +212,7 @@ def _bench_edge():
 
 @pytest.fixture(scope="module")
 def lstm_bundles(tmp_path_factory):
-    """A float LSTM bundle, its INT8 export (Loop-wrapped) and an INT8 one as older exports were."""
+    """A float LSTM bundle, its INT8 export and an INT8 one as exports before per_window were."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     from plantml.export.quantize import quantize
@@ -226,7 +226,7 @@ def lstm_bundles(tmp_path_factory):
         shutil.copytree(fp32, folder)
         if name == "int8":
             info = quantize(fp32 / "model.onnx", folder / "model.onnx", "dynamic")
-            assert info["per_window"] == "loop"
+            assert info["per_window"] is True
         else:
             quantize_dynamic(
                 str(fp32 / "model.onnx"),
@@ -235,7 +235,7 @@ def lstm_bundles(tmp_path_factory):
                 op_types_to_quantize=["LSTM", "MatMul"],
             )
         manifest = json.loads((folder / "manifest.json").read_text())
-        manifest["model"]["per_window"] = "loop" if name == "int8" else None
+        manifest["model"]["per_window"] = True if name == "int8" else None
         for key in ("files", "manifest_sha256"):
             manifest.pop(key)
         write_manifest(folder, manifest)
@@ -267,7 +267,7 @@ def test_batch_equals_stream_equals_batch_size_one(lstm_bundles, kind):
         for i, v in enumerate(cols["sensor_0"])
     ]
     model = EdgeModel(folder)
-    assert model.window_calls is (kind == "int8_old")  # older INT8 bundles: one window per call
+    assert model.window_calls is (kind != "fp32")  # older INT8 bundles too (found in the graph)
 
     def predict(rows: dict, batch_size: int = 1024) -> np.ndarray:
         return model.predict_rows(rows, batch_size=batch_size)[0]["failure_probability"]

@@ -8,7 +8,7 @@ library only. ``manifest.json`` (format version 1) holds::
       "name": str, "version": str, "created": ISO-8601 str, "plantml_version": str,
       "model": {"file": "model.onnx", "input": "window", "output": "prediction", "opset": int,
                 "exporter": "torchscript"|"dynamo", "variant": str,
-                "per_window": "loop"|"call"|null,    # optional, see "One window per call" below
+                "per_window": bool|null,             # optional, see "One window per call" below
                 ...other keys allowed},
           # ONNX input "window": float32 (batch, window_length, n_features), already normalized.
           # ONNX output "prediction": float32 (batch,) or (batch,1) -- the FINAL prediction
@@ -58,10 +58,9 @@ Semantics (one implementation, :mod:`plantml.core`, used by training and the dev
   (``clip``); bundles without it accept any finite value.
 - One window per call: a window's prediction never depends on which other windows share
   its ONNX call. Dynamic INT8 quantization scales activations over a call's whole input, so
-  such graphs score each window on its own: ``per_window: "loop"`` (the exporter wrapped
-  the graph in a Loop over windows; batch calls are fine), ``"call"`` (the runtime calls
-  the model one window at a time); absent or null: batch calls, unless the model holds
-  dynamic quantization ops (bundles exported before the key existed), then ``"call"``.
+  ``per_window: true`` (the exporter sets it for such graphs) makes the runtime call the
+  model one window at a time; ``false``: batch calls; absent or null (bundles exported
+  before the key existed): one window at a time if the model holds dynamic quantization ops.
 - Alarm: ``prediction >= threshold`` (``alarm_when: above``) or ``<=`` (``below``).
 
 :func:`load_bundle` checks all of this before a model runs; :func:`write_manifest`
@@ -182,8 +181,8 @@ class Bundle:
     def window_calls(self) -> bool:
         """Must the model be called one window at a time? (see "One window per call")"""
         mode = self.manifest["model"].get("per_window")
-        if mode in ("loop", "call"):
-            return mode == "call"
+        if mode is not None:
+            return bool(mode)
         data = self.model_path.read_bytes()
         return any(op.encode() in data for op in DYNAMIC_QUANT_OPS)
 
@@ -313,9 +312,9 @@ def _check_semantics(folder: Path, m: Mapping[str, Any]) -> tuple[np.ndarray, np
     if gap is not None and not (isinstance(gap, int | float) and math.isfinite(gap) and gap > 0):
         raise _fail(folder, f"input.max_gap must be a positive number or null, got {gap!r}")
     _check_valid_range(folder, inp.get("valid_range"), features)
-    if m["model"].get("per_window") not in (None, "loop", "call"):
+    if m["model"].get("per_window") not in (None, True, False):
         raise _fail(
-            folder, f"model.per_window {m['model']['per_window']!r} is not loop, call or null"
+            folder, f"model.per_window {m['model']['per_window']!r} is not true, false or null"
         )
     mode, names = cond["mode"], cond["names"]
     if not isinstance(names, list) or not names:

@@ -12,19 +12,19 @@ from pathlib import Path
 import pandas as pd
 
 from plantml.data.sources.base import Source, check_split, resolve_files
+from plantml.data.sources.parsing import (
+    check_separator,
+    decimal_comma,
+    numbers,
+    parse_timestamps,
+    sniff_separator,
+)
 from plantml.data.table import SensorTable
 from plantml.errors import ConfigError, DataError, did_you_mean
 
 log = logging.getLogger(__name__)
 LABEL_KINDS = ("failure", "anomaly", "rul")
 MOSTLY_NUMBERS = 0.5  # a text column with at least this share of numbers is a sensor with junk
-
-
-def _numbers(values: pd.Series) -> tuple[pd.Series, pd.Series]:
-    """(values as float64 with non-numbers as NaN, mask of given cells that were not numbers)."""
-    numbers = pd.to_numeric(values, errors="coerce")
-    given = values.notna() & (values.astype(str).str.strip() != "")
-    return numbers.astype("float64"), given & numbers.isna()
 
 
 class TableSource(Source):
@@ -42,8 +42,11 @@ class TableSource(Source):
             when no condition column is given).
         feature_columns: sensor columns; default every other numeric column.
         maintenance_column: 0/1 maintenance event column, if any.
-        sep: CSV separator (``None`` sniffs it).
+        sep: CSV separator (``None``: detected from the head of the file; ``,`` if unclear).
         time_unit: unit of durations for timestamp time (``h``, ``min``, ``D``).
+        time_utc: convert every timestamp to UTC, also in a column that mixes UTC
+            offsets or stamps with and without one (taken as UTC); without it such a
+            column is an error (see :mod:`plantml.data.sources.parsing`).
         max_non_numeric: the largest share of a sensor or setting column's cells that may
             be non-numeric text (``ERR``, ``#VALUE!``); such cells are read as missing,
             counted per column and reported by cleaning. Above it the load fails.
@@ -60,9 +63,10 @@ class TableSource(Source):
         setting_columns: list[str] | None = None,
         feature_columns: list[str] | None = None,
         maintenance_column: str | None = None,
-        sep: str | None = ",",
+        sep: str | None = None,
         time_unit: str = "h",
         max_non_numeric: float = 0.01,
+        time_utc: bool = False,
     ):
         if not path:
             raise ConfigError("data.path is not set; point it at a CSV or Parquet file (or a glob)")
@@ -81,6 +85,7 @@ class TableSource(Source):
         self.maintenance_column = maintenance_column
         self.sep = sep
         self.time_unit = time_unit
+        self.time_utc = bool(time_utc)
         if not 0 <= float(max_non_numeric) <= 1:
             raise ConfigError(f"data.max_non_numeric must be in [0, 1], got {max_non_numeric}")
         self.max_non_numeric = float(max_non_numeric)
@@ -96,7 +101,12 @@ class TableSource(Source):
             if ".parquet" in suffix or suffix.endswith(".pq"):
                 return pd.read_parquet(path)
             if ".csv" in suffix or ".txt" in suffix:
-                return pd.read_csv(path, sep=self.sep, engine="python" if self.sep is None else "c")
+                sep = self.sep or sniff_separator(path) or ","
+                frame = pd.read_csv(path, sep=sep)
+                check_separator(frame, path, sep)
+                if sep == ";" and decimal_comma(frame):  # 12,5 in a European export
+                    frame = pd.read_csv(path, sep=sep, decimal=",")
+                return frame
         except pd.errors.EmptyDataError:
             raise DataError(f"{path} is empty (no header, no rows)") from None
         except (ValueError, OSError) as exc:
@@ -121,13 +131,9 @@ class TableSource(Source):
                 )
         time = frame[self.time_column]
         if time.dtype == object or pd.api.types.is_string_dtype(time):
-            try:
-                frame[self.time_column] = pd.to_datetime(time)
-            except (ValueError, TypeError) as exc:
-                raise DataError(
-                    f"time column {self.time_column!r} in {name} is neither numeric nor a "
-                    f"timestamp ({exc}); fix the values or choose another data.time_column"
-                ) from None
+            frame[self.time_column] = parse_timestamps(time, self.time_column, name, self.time_utc)
+        elif isinstance(time.dtype, pd.DatetimeTZDtype):  # Parquet with a time zone: UTC
+            frame[self.time_column] = time.dt.tz_convert("UTC").dt.tz_localize(None)
         roles = {
             "failure_column": self.label_column if self.label_kind == "failure" else None,
             "anomaly_column": self.label_column if self.label_kind == "anomaly" else None,
@@ -141,7 +147,12 @@ class TableSource(Source):
             features = [c for c in frame.columns if c not in used and self._is_sensor(frame[c])]
             text = [c for c in frame.columns if c not in used and c not in features]
             if text:
-                log.info("%s: text columns not used as features: %s", name, text)
+                log.warning(
+                    "%s: text columns %s are not used as features; set data.feature_columns to "
+                    "choose the sensor columns yourself",
+                    name,
+                    text,
+                )
         frame, coerced = self._coerce(frame, [*features, *self.setting_columns], name)
         return SensorTable(
             frame=frame,
@@ -162,9 +173,9 @@ class TableSource(Source):
             return True
         if not (values.dtype == object or pd.api.types.is_string_dtype(values)):
             return False
-        numbers, junk = _numbers(values)
-        return numbers.notna().sum() >= MOSTLY_NUMBERS * max(
-            int(numbers.notna().sum() + junk.sum()), 1
+        parsed, junk = numbers(values)
+        return parsed.notna().sum() >= MOSTLY_NUMBERS * max(
+            int(parsed.notna().sum() + junk.sum()), 1
         )
 
     def _coerce(self, frame: pd.DataFrame, columns: list[str], name: str):
@@ -180,8 +191,8 @@ class TableSource(Source):
             values = frame[col]
             if not (values.dtype == object or pd.api.types.is_string_dtype(values)):
                 continue  # timestamps, categories: SensorTable says they are not numeric
-            numbers, junk = _numbers(values)
-            given = int(numbers.notna().sum() + junk.sum())
+            parsed, junk = numbers(values)
+            given = int(parsed.notna().sum() + junk.sum())
             share = junk.sum() / max(given, 1)
             if share > self.max_non_numeric:
                 examples = values[junk].astype(str).drop_duplicates().head(3).tolist()
@@ -193,7 +204,7 @@ class TableSource(Source):
                     "column from data.feature_columns, or raise data.max_non_numeric to read "
                     "such cells as missing"
                 )
-            frame = frame.assign(**{col: numbers})
+            frame = frame.assign(**{col: parsed})
             counts[col] = int(junk.sum())
         if any(counts.values()):
             log.warning(

@@ -112,6 +112,35 @@ def load_weights(module: torch.nn.Module, checkpoint: dict[str, Any], path: Path
         )
 
 
+def check_same_run(checkpoint: dict[str, Any], path: Path, seed: int, data: dict[str, Any]) -> None:
+    """A CheckpointError when this run's seed or training data differ from the checkpoint's run.
+
+    ``data``: ``{"fingerprint": ..., "n_train_windows": ...}`` of this run. Resuming
+    continues one run; with other data or another seed it would silently be another.
+    """
+    stored = checkpoint.get("plantml") or {}
+    before = {
+        "seed": (stored.get("config") or {}).get("seed"),
+        "data fingerprint": (stored.get("data") or {}).get("fingerprint"),
+        "training windows": (stored.get("data") or {}).get("n_train_windows"),
+    }
+    now = {
+        "seed": seed,
+        "data fingerprint": data.get("fingerprint"),
+        "training windows": data.get("n_train_windows"),
+    }
+    differ = [k for k in before if before[k] is not None and before[k] != now[k]]
+    if differ:
+        shown = "; ".join(
+            f"{k}: {str(before[k])[:16]} then, {str(now[k])[:16]} now" for k in differ
+        )
+        raise CheckpointError(
+            f"{path} was written by a run with other data or settings ({shown}); resuming "
+            "continues that run: give the same config it had (its config.yaml), or start a new "
+            "run without ckpt_path"
+        )
+
+
 def random_states() -> dict[str, Any]:
     """The global random states of Python, numpy and torch (CPU and every CUDA device).
 

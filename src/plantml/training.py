@@ -17,7 +17,7 @@ from plantml.builders import (
     build_trainer,
     check_trainer,
 )
-from plantml.checkpointing import load_weights, read_checkpoint, resume_path
+from plantml.checkpointing import check_same_run, load_weights, read_checkpoint, resume_path
 from plantml.evaluation.results import finish_evaluation, write_json
 from plantml.lineage import lineage
 
@@ -85,7 +85,9 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
     task = build_task(cfg, datamodule)
+    data_state = {**datamodule.state(), "fingerprint": datamodule.data.fingerprint}
     if resumed is not None:
+        check_same_run(resumed, resume, cfg.seed, data_state)
         fix = "resume with the config of the run that wrote it (same model.*, data.*)"
         load_weights(task, resumed, resume, fix)
         log.info(
@@ -97,7 +99,7 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
     info["cleaning"] = datamodule.data.cleaning
     callbacks = build_list(cfg.get("callbacks"), "callback")
     raw = OmegaConf.to_container(cfg, resolve=False)
-    callbacks.append(RunInfo(resolved, raw, datamodule.state()))
+    callbacks.append(RunInfo(resolved, raw, data_state))
     callbacks.extend(extra_callbacks or [])
     loggers = build_list(cfg.get("logger"), "logger")
     trainer = build_trainer(cfg, callbacks, loggers)

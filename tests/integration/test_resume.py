@@ -34,8 +34,16 @@ def test_last_checkpoint_is_the_last_epoch_while_best_is_earlier(tmp_path):
 
 
 def test_resume_mid_epoch_is_exact(tmp_path):
-    """Step checkpoints every 2 steps, crash after step 7 (epoch 1, batch 3); resume from step 6."""
-    steps = [*FAST, "callbacks.last_checkpoint.every_n_train_steps=2", "evaluate=false"]
+    """Step checkpoints every 2 steps, crash after step 7 (epoch 1, batch 3); resume from step 6.
+
+    With a learning-rate schedule (halved every epoch), which the resumed run must keep.
+    """
+    steps = [
+        *FAST,
+        "callbacks.last_checkpoint.every_n_train_steps=2",
+        "evaluate=false",
+        "task.scheduler={_target_:torch.optim.lr_scheduler.StepLR,_partial_:true,step_size:1,gamma:0.5}",
+    ]
     full = train_in_process(steps, tmp_path / "full")
     assert full["epochs"] == 3
     with pytest.raises(Crash):

@@ -62,18 +62,21 @@ def test_resume_mid_epoch_is_exact(tmp_path):
     assert final["global_step"] == 3 * BATCHES  # the consumed batches were not trained twice
 
 
-def test_resume_keeps_the_interrupted_runs_best_checkpoint(tmp_path):
-    # lr 0: the best is epoch 0 for good; resumed in a new folder it must stay epoch 0
-    # (a best score lost on resume would let the first resumed epoch take its place)
-    flat = [*FAST, "task.optimizer.lr=0.0", "evaluate=false"]
+def test_resume_keeps_the_best_checkpoint_and_early_stopping_state(tmp_path):
+    """lr 0: every epoch scores the same, so the best stays epoch 0 and, with patience 1,
+    early stopping ends the run after epoch 1. Resumed after epoch 0 in a new folder, a
+    run that lost either state would take epoch 1 as an improvement and train on."""
+    flat = [*FAST, "task.optimizer.lr=0.0", "evaluate=false", "callbacks.early_stopping.patience=1"]
+    assert train_in_process(flat, tmp_path / "full")["epochs"] == 2  # stopped after epoch 1
     with pytest.raises(Crash):
         train_in_process(flat, tmp_path / "crashed", stop_at=2 * BATCHES)
     last = tmp_path / "crashed/checkpoints/last.ckpt"
     assert load(last)["epoch"] == 0  # the crash came before epoch 1's checkpoint
     metrics = train_in_process([*flat, f"ckpt_path={last}"], tmp_path / "resumed")
+    assert metrics["epochs"] == 2
     assert metrics["best_checkpoint"] == str(tmp_path / "resumed/checkpoints/best.ckpt")
     assert load(tmp_path / "resumed/checkpoints/best.ckpt")["epoch"] == 0
-    assert load(tmp_path / "resumed/checkpoints/last.ckpt")["epoch"] == 2
+    assert load(tmp_path / "resumed/checkpoints/last.ckpt")["epoch"] == 1
 
 
 def test_a_failed_write_leaves_the_previous_last_checkpoint(tmp_path, monkeypatch):

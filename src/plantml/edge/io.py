@@ -71,15 +71,7 @@ def read_header(path: str | Path) -> list[str]:
     """The column names of a .csv or .parquet file (without reading its rows)."""
     path = Path(path)
     if path.suffix.lower() in PARQUET:
-        _check_file(path)
-        try:
-            import pyarrow.parquet as pq
-        except ImportError:
-            raise InputError(
-                f"reading {path.name} needs pyarrow, which is not installed; "
-                "pip install pyarrow, or convert the file to CSV"
-            ) from None
-        return list(pq.ParquetFile(path).schema_arrow.names)
+        return list(_parquet_file(path).schema_arrow.names)
     if path.suffix.lower() not in (".csv", ".txt"):
         raise InputError(f"cannot read {path.name}: use a .csv or .parquet file")
     return list(next(_csv_lines(path)))
@@ -100,21 +92,26 @@ def read_csv(path: str | Path) -> dict[str, list[str]]:
     return dict(zip(header, cols, strict=True))
 
 
-def read_parquet(path: str | Path) -> dict[str, Any]:
-    """A Parquet file as columns: timestamps as numpy datetime64 arrays (UTC), others as lists."""
-    path = Path(path)
+def _parquet_file(path: Path):
+    """``pyarrow.parquet.ParquetFile`` of an existing file; InputError without pyarrow."""
     _check_file(path)
     try:
-        import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise InputError(
             f"reading {path.name} needs pyarrow, which is not installed; "
             "pip install pyarrow, or convert the file to CSV"
         ) from None
+    return pq.ParquetFile(path)
+
+
+def read_parquet(path: str | Path) -> dict[str, Any]:
+    """A Parquet file as columns: timestamps as numpy datetime64 arrays (UTC), others as lists."""
+    import pyarrow as pa
+
     # ParquetFile.read without pandas metadata, to_pylist and the int64 cast for timestamps
     # keep pandas out (pq.read_table and to_numpy import it when it is installed)
-    table = pq.ParquetFile(path).read(use_pandas_metadata=False)
+    table = _parquet_file(Path(path)).read(use_pandas_metadata=False)
     out: dict[str, Any] = {}
     for name, column in zip(table.column_names, table.columns, strict=True):
         if pa.types.is_timestamp(column.type):

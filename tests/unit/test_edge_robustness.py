@@ -65,6 +65,8 @@ def test_value_outside_the_training_range_rejects_the_row(tmp_path):
         for i, row in enumerate(rows):
             stream.feed(row, row_number=i + 1)
     assert stream.report["u0"].rejected == 1
+    info = cli("info", "--bundle", str(bundle)).stdout
+    assert "valid range: values outside are rejected: a [0, 10], b [-inf, 100]" in info
 
 
 def test_clip_action_clamps_and_counts(tmp_path):

@@ -207,6 +207,18 @@ def _info(args: argparse.Namespace) -> int:
     norm = m["normalization"]
     per = "per condition" if norm["per_condition"] else "global"
     print(f"scaling:     {norm['method']} ({per})")
+    accepted = b.valid_range
+    if accepted:
+        what = "rejected" if accepted["action"] == "nan" else "clamped"
+        shown = ", ".join(
+            f"{c} [{'-inf' if lo is None else f'{lo:.4g}'}, {'inf' if hi is None else f'{hi:.4g}'}]"
+            for c, (lo, hi) in accepted["bounds"].items()
+        )
+        print(f"valid range: values outside are {what}: {shown}")
+    else:
+        print("valid range: none (any finite value is accepted)")
+    calls = "one window per call (dynamic INT8)" if model.window_calls else "batches"
+    print(f"model calls: {calls}")
     unit = f" ({task['unit']})" if task.get("unit") else ""
     about = f": {task['description']}" if task.get("description") else ""
     print(f"task:        {task['kind']} -> {b.output_name}{unit}{about}")

@@ -230,6 +230,16 @@ CORPUS: list[Case] = [
     Case("window longer than any history", "plantml-train", (*TABLE, "data.window.length=500"), 2, "data.window.length=500 is longer than every asset's history", setup=table_with(lambda f: f)),
     Case("time not increasing, sort off", "plantml-train", (*TABLE, "data.cleaning.sort.enabled=false"), 2, "time is not increasing within asset", setup=table_with(lambda f: f.iloc[[1, 0, *range(2, len(f))]])),
     Case("NaN left without filling", "plantml-train", (*TABLE, "data.cleaning.fill.enabled=false"), 2, "NaN/inf values remain in the features", setup=table_with(lambda f: _set(f, 50, "s2", np.nan))),
+    # ---- what data preparation reads and repairs, and says so ("prepare": plantml-train up to training)
+    Case("1e30 in a sensor", "prepare", TABLE, 0, "sanity: 1 implausible values set to NaN (s1: 1 outside [", HANDLED, setup=table_with(lambda f: _set(f, 40, "s1", 1e30)), issue="4"),
+    Case("9999 sentinel, sanity clamps", "prepare", (*TABLE, "data.cleaning.sanity.action=clip"), 0, "sanity: 2 implausible values clamped to the bounds (s2: 2 outside [", HANDLED, setup=table_with(lambda f: _set(f, [5, 77], "s2", 9999.0)), issue="4"),
+    Case("a few text cells in a sensor", "prepare", TABLE, 0, "read 3 non-numeric cells as missing (s1: 3)", HANDLED, setup=table_with(lambda f: _set(f, [5, 60, 61], "s1", "ERR")), issue="4"),
+    Case("a text column", "prepare", TABLE, 0, "text columns ['operator'] are not used as features", HANDLED, setup=table_with(lambda f: f.assign(operator="ann")), issue="4"),
+    Case("semicolon file", "prepare", TABLE, 0, "'features': ['s0', 's1', 's2']", HANDLED, setup=lambda t: write(fleet_frame(), t, sep=";"), issue="7"),
+    Case("semicolon file with decimal commas", "prepare", TABLE, 0, "'features': ['s0', 's1', 's2']", HANDLED, setup=lambda t: write(fleet_frame(), t, sep=";", decimal=","), issue="7"),
+    Case("tab-separated file", "prepare", TABLE, 0, "'features': ['s0', 's1', 's2']", HANDLED, setup=lambda t: write(fleet_frame(), t, sep="\t"), issue="7"),
+    Case("mixed time zones, data.time_utc=true", "prepare", (*TABLE, "data.time_utc=true"), 0, "'features': ['s0', 's1', 's2']", HANDLED, setup=table_with(mixed_time_zones), issue="7"),
+    Case("duplicated rows", "prepare", TABLE, 0, "dedupe: merged 14 duplicate (asset, time) rows into 7", HANDLED, setup=table_with(lambda f: pd.concat([f, f.iloc[:7]], ignore_index=True))),
     # ---- bundles (issue item 6, and before)
     Case("bundle folder missing", "plantml-edge", ("verify", "--bundle", "{tmp}/nowhere"), 2, "bundle folder {tmp}/nowhere not found"),
     Case("tampered model", "plantml-edge", VERIFY, 2, "model.onnx has SHA-256", setup=bundle(lambda b: (b / "model.onnx").write_bytes((b / "model.onnx").read_bytes() + b"x"))),
@@ -281,7 +291,27 @@ def _patch_value(tmp: Path, index: int, column: str, value: str) -> None:
 # -- running a tool in this process ---------------------------------------------------------------
 
 
+def prepare(argv: list[str]) -> int:
+    """plantml-train's data preparation alone (no model, no training): its log on stderr."""
+    from plantml import api
+    from plantml.cli.common import user_errors
+
+    handler = logging.StreamHandler(sys.stderr)
+    logger = logging.getLogger("plantml")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        user_errors(lambda: api.datamodule(api.compose(argv, output_dir=Path.cwd() / "run")))()
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+    return 0
+
+
 def entry_point(tool: str):
+    if tool == "prepare":
+        return prepare
     if tool == "plantml-train":
         from plantml.cli.train import main
     elif tool == "plantml-eval":
@@ -301,7 +331,7 @@ def run_tool(case: Case, tmp: Path, monkeypatch, capsys) -> tuple[int, str]:
     monkeypatch.chdir(tmp)
     monkeypatch.setenv("PLANTML_OUTPUTS", str(tmp / "outputs"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    if case.tool != "plantml-edge":
+    if case.tool.startswith("plantml-") and case.tool != "plantml-edge":
         args = [*args, f"hydra.run.dir={tmp}/run", "hydra.job.chdir=false"]
         GlobalHydra.instance().clear()
     monkeypatch.setattr(sys, "argv", [case.tool, *args])

@@ -17,9 +17,10 @@ Dynamic scales span the whole input of a call, so a window's prediction would
 change with the other windows of its batch (up to 5e-3 on the benchmark LSTM).
 :func:`quantize` reports ``per_window: true`` for such graphs and the bundle's
 manifest tells the runtime to call the model one window at a time
-(``scripts/bench_edge.py --per-window``: 0.32x the float model's batch throughput
-against 0.41x for a Loop over windows inside the graph, but 43 µs per single window
-against 58 µs; streaming, the device's usual mode, calls one window at a time anyway).
+(``scripts/bench_edge.py --per-window``, two runs: 0.29-0.32x the float model's batch
+throughput against 0.40-0.41x for a Loop over windows inside the graph, but 43-53 µs per
+single window against 58-60 µs; streaming, the device's usual mode, calls one window at a
+time anyway).
 
 Neither quantizes GRU: a GRU model keeps its recurrent layers in float and
 only its Linear layers shrink. :func:`quantize` says so in its result rather

@@ -51,6 +51,7 @@ class PreparedData:
     cleaning: dict = field(default_factory=dict)
     fingerprint: str = ""
     class_names: list[str] = field(default_factory=list)  # target kind class: code i → name
+    warnings: list[str] = field(default_factory=list)  # for the results: label-like inputs, merges
 
     def summary(self) -> dict:
         out = {
@@ -120,7 +121,9 @@ class DataPipeline:
                 "method": "asset",
                 "val_fraction": 0.15,
                 "test_fraction": 0.15,
-                "head_rows": None,  # method=head
+                "head_rows": None,  # method=head: one of head_rows, head_fraction, head_until
+                "head_fraction": None,
+                "head_until": None,
                 "normal_assets": None,  # method=head; default: the source's normal_assets
                 "column": None,  # method=condition; default: the condition column
                 "test_values": None,  # method=condition
@@ -222,7 +225,9 @@ class DataPipeline:
             cleaning=report.to_dict(),
             fingerprint=self.source.fingerprint("train"),
             class_names=self._class_names(table),
+            warnings=[*raw.notes, *report.warnings],
         )
+        log.info("model inputs (%d): %s", len(feature_names), ", ".join(feature_names))
         return self.fitted
 
     def _target_options(self) -> dict:

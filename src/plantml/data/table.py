@@ -40,6 +40,8 @@ class SensorTable:
             horizon) such as ``"h"``; ignored for numeric time.
         segment_column: rows with the same asset and segment form one
             contiguous series; windows never cross a segment boundary.
+        notes: what a reader found worth a warning in the results (a feature that
+            looks like a label, ...), one readable line each.
     """
 
     frame: pd.DataFrame
@@ -55,6 +57,7 @@ class SensorTable:
     name: str = "table"
     time_unit: str = "h"
     segment_column: str | None = None
+    notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.validate()

@@ -67,6 +67,22 @@ class RunInfo(Callback):
         }
 
 
+def settings_line(cfg: DictConfig) -> str:
+    """The settings a reader checks first, in one line (the full config is config.yaml)."""
+    data, window = cfg.data, cfg.data.get("window", {})
+    split = data.get("split_by", {})
+    parts = [
+        f"data={data.source.get('_target_', '?').rsplit('.', 1)[-1]}",
+        f"window length {window.get('length')} stride {window.get('stride')}",
+        f"split by {split.get('method')}",
+        f"task={cfg.task.get('_target_', '?').rsplit('.', 1)[-1]}",
+        f"model={cfg.model.get('_target_', '?').rsplit('.', 1)[-1]}",
+        f"max_epochs {cfg.trainer.get('max_epochs')}",
+        f"seed {cfg.get('seed')}",
+    ]
+    return ", ".join(parts)
+
+
 def _checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
     return next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
 
@@ -78,6 +94,7 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
     """
     output_dir = Path(cfg.paths.output_dir)
     check_trainer(cfg)
+    log.info("run %s: %s", cfg.get("run_name"), settings_line(cfg))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
@@ -106,6 +123,7 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
     best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
     task.results = {}
     task.n_boot = int(cfg.get("bootstrap", 0))
+    task.boot_method = str(cfg.get("bootstrap_method", "auto"))
     if cfg.get("evaluate", True):
         trainer.validate(task, datamodule=datamodule, ckpt_path=best, verbose=False)
         # held-out test assets (sources with an official test set score it with plantml-eval)

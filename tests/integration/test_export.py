@@ -12,7 +12,9 @@ import pytest
 from tests.integration.helpers import TINY, run_cli, run_dirs
 
 pytestmark = pytest.mark.filterwarnings("ignore")
-QUICK = ["measure.repeats=20", "measure.windows=400"]
+# a 2-epoch model on 400 windows with a handful of positives: one flipped window moves F1
+# by 0.1, so the INT8 recipe's default limit is tested on its own (test_export_steps.py)
+QUICK = ["measure.repeats=20", "measure.windows=400", "export.max_metric_change=null"]
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +154,25 @@ def test_export_bad_inputs(run):
         expect_ok=False,
     )
     assert proc.returncode == 2 and "worse than allowed" in proc.stderr
+
+
+def test_every_variant_gets_its_own_threshold_from_validation(run):
+    """An INT8 model scores differently from its float parent: its alarm threshold is
+    calibrated again on the validation windows with its own scores."""
+    import torch
+
+    from plantml.evaluation.checkpoint import load_run
+    from plantml.evaluation.metrics import best_f1_threshold
+    from plantml.export import onnx as ox
+
+    cwd, ckpt = run
+    out, report = _export(cwd, ckpt, "int8")
+    _, _, datamodule, _, _ = load_run(ckpt, [])
+    val = datamodule.dataset("val")
+    windows, y = val.gather(np.arange(len(val))), val.index.targets
+    for variant in report["variants"][1:]:
+        pred = ox.run_onnx(ox.session(variant["file"], 1), windows)
+        expected = best_f1_threshold(torch.from_numpy(pred), torch.from_numpy(y))
+        assert variant["threshold"] == pytest.approx(expected)
+    manifest = json.loads((out / "bundle" / "manifest.json").read_text())
+    assert manifest["task"]["threshold"] == pytest.approx(report["variants"][-1]["threshold"])

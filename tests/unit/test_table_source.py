@@ -235,14 +235,15 @@ def test_label_like_detection_per_label_kind():
     frame = pd.DataFrame(
         {
             "anomaly": anomaly,
-            "score": anomaly * 5 + rng.random(100),  # separates 0 from 1 on its own
+            "score": anomaly * 5 + rng.random(100),  # a measurement that shows the anomaly
+            "state": anomaly * 3,  # an event code that is the anomaly
             "noise": rng.random(100),
             "rul": np.arange(100.0)[::-1],
             "cycles_left": np.arange(100.0)[::-1] * 2 + 1,
         }
     )
-    strong = [f.column for f in find_label_like(frame, ["score", "noise"], "anomaly", "anomaly")]
-    assert strong == ["score"]
+    found = find_label_like(frame, ["score", "state", "noise"], "anomaly", "anomaly")
+    assert [(f.column, f.strong) for f in found] == [("state", True), ("score", False)]
     found = find_label_like(frame, ["cycles_left", "noise"], "rul", "rul")
     assert [(f.column, f.strong) for f in found] == [("cycles_left", True)]
 

@@ -4,12 +4,14 @@ When ``data.feature_columns`` is not given, every other numeric column becomes a
 feature, including columns that are really other labels (a failure-mode flag, an
 event code, a second target). :func:`find_label_like` inspects the candidates:
 
-- **strong** evidence (the run is refused): a column that separates a per-row
-  (anomaly) label's classes perfectly on its own, or a 0/1 flag that is almost
-  always 0 and set mostly where the label is set, or (RUL labels) a column that
-  moves in lock-step with the label (|correlation| >= 0.999);
-- **weak** evidence (a warning in the run log and the results): a name that reads
-  like a label (``fail``, ``fault``, ``label``, ``target``, ``anomaly``, ``alarm``...).
+- **strong** evidence (the run is refused): a code (whole numbers, few values) that
+  separates a per-row (anomaly) label's classes perfectly on its own, or a 0/1 flag
+  that is almost always 0 and set mostly where the label is set, or (RUL labels) a
+  column that moves in lock-step with the label (|correlation| >= 0.999);
+- **weak** evidence (a warning in the run log and the results): a measurement that
+  separates the anomaly label perfectly (a real sensor can show a fault that
+  plainly), or a name that reads like a label (``fail``, ``fault``, ``label``,
+  ``target``, ``anomaly``, ``alarm``...).
 
 The fix is named in the error: ``data.exclude_columns=[...]``, or list the inputs
 explicitly with ``data.feature_columns=[...]`` (which skips this check).
@@ -43,6 +45,16 @@ def _is_flag(values: np.ndarray) -> bool:
     return len(finite) > 0 and bool(np.isin(finite, (0.0, 1.0)).all())
 
 
+def _is_code(values: np.ndarray, max_values: int = 10) -> bool:
+    """Whole numbers with few distinct values: a flag, a state or an event code."""
+    finite = values[np.isfinite(values)]
+    return (
+        bool(len(finite))
+        and bool(np.all(finite == np.round(finite)))
+        and (len(np.unique(finite)) <= max_values)
+    )
+
+
 def _separates(values: np.ndarray, label: np.ndarray) -> bool:
     """True when a threshold on ``values`` splits the 0/1 ``label`` perfectly."""
     ok = np.isfinite(values)
@@ -63,12 +75,19 @@ def find_label_like(
     binary_label = label is not None and label_kind in ("failure", "anomaly") and _is_flag(label)
     for col in candidates:
         values = pd.to_numeric(frame[col], errors="coerce").to_numpy(np.float64)
-        reason = None
+        reason, weak = None, None
         if binary_label:
             # a failure label marks one row per failure (the most worn): a sensor may well
-            # peak there, so perfect separation is evidence only for per-row labels
+            # peak there, and a real measurement can show an anomaly plainly (a flow that
+            # drops to 0), so perfect separation is proof only for a code with few values
             if label_kind == "anomaly" and _separates(values, label):
-                reason = f"it separates {label_column!r} = 0 from 1 perfectly on its own"
+                if _is_code(values):
+                    reason = f"this code separates {label_column!r} = 0 from 1 perfectly"
+                else:
+                    weak = (
+                        f"it alone separates {label_column!r} = 0 from 1 perfectly; check "
+                        "that it is a measurement, not a label"
+                    )
             elif _is_flag(values):
                 ones = values == 1
                 share = float(ones.mean())
@@ -85,6 +104,8 @@ def find_label_like(
                     reason = f"it moves in lock-step with {label_column!r} (correlation {r:+.4f})"
         if reason:
             found.append(LabelLike(col, reason, strong=True))
+        elif weak:
+            found.append(LabelLike(col, weak, strong=False))
         elif LABEL_NAME.search(col.lower()):
             found.append(LabelLike(col, "its name reads like a label", strong=False))
     return sorted(found, key=lambda f: not f.strong)

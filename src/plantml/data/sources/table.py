@@ -3,9 +3,9 @@
 ``data=table data.path=plant/*.parquet data.asset_column=pump data.time_column=ts
 data.label_column=failed`` brings a new dataset with config alone.
 
-Assets: from ``asset_column``; else a field ``{asset}`` of ``path_fields``; else each
-file is its own asset when several files match (``asset_from: file``); else the one
-file is one asset. Rows of two files never merge silently: the same (asset, time) in
+Assets: from ``asset_column``; else a field ``{asset}`` of ``path_fields`` or a column
+named ``asset``; else each file is its own asset when several files match
+(``asset_from: file``); else the one file is one asset. Rows of two files never merge silently: the same (asset, time) in
 two files is an error that names them.
 """
 
@@ -138,13 +138,13 @@ class TableSource(Source):
         raise DataError(f"{path}: unsupported file type {suffix!r}; use .csv or .parquet")
 
     # -- assets and time -----------------------------------------------------------------
-    def _asset_mode(self, files: list[Path], fields: list[str]) -> str:
+    def _asset_mode(self, files: list[Path], fields: list[str], columns) -> str:
         if self.asset_from != "auto":
             return self.asset_from
         if self.asset_column:
             return "column"
-        if "asset" in fields:
-            return "field"
+        if "asset" in fields or FILE_ASSET in columns:
+            return "field"  # a path field or a plain column named asset
         return "file" if len(files) > 1 else "single"
 
     def _read(self, files: list[Path]) -> tuple[pd.DataFrame, np.ndarray, list[str]]:
@@ -225,7 +225,7 @@ class TableSource(Source):
         files = self.files(split)
         frame, file_of_row, fields = self._read(files)
         name = files[0].name if len(files) == 1 else f"{len(files)} files matching {self.path}"
-        mode = self._asset_mode(files, fields)
+        mode = self._asset_mode(files, fields, frame.columns)
         frame, asset = self._set_assets(frame, files, file_of_row, mode)
         frame, time = self._set_time(frame, asset, file_of_row, name)
         if len(files) > 1:

@@ -48,9 +48,13 @@ def check_name(name: str, what: str = "user name") -> str:
     return name
 
 
-def parse_roles(roles: str | list[str] | tuple[str, ...]) -> list[str]:
+def parse_roles(roles: str | list[str] | tuple[str, ...] | None) -> list[str]:
     """``"reviewer,operator"`` or a list -> sorted known roles (unknown ones are an error)."""
-    items = roles.replace(",", " ").split() if isinstance(roles, str) else list(roles)
+    items = (
+        (roles or "").replace(",", " ").split()
+        if not isinstance(roles, list | tuple)
+        else list(roles)
+    )
     unknown = sorted(set(items) - set(ROLES))
     if unknown or not items:
         raise RegistryError(f"unknown or no role(s) {unknown}; roles are: {', '.join(ROLES)}")

@@ -195,6 +195,20 @@ class Registry:
                 )
             raise
 
+    def audit_refusal(self, actor: str, action: str, subject: str, code: str, reason: str) -> None:
+        """Record a refusal decided outside the library (a forged web request)."""
+        with write_transaction(self.engine) as conn:
+            audit.append(
+                conn,
+                self.signer,
+                iso(self.clock()),
+                actor,
+                "refused",
+                subject,
+                None,
+                {"action": action, "code": code, "reason": reason},
+            )
+
     def _require(self, actor: Actor, action: str) -> None:
         if not self.policy.may(action, set(actor.roles)):
             allowed = ", ".join(self.policy.roles[action])

@@ -160,7 +160,7 @@ def make_registry(home: Path, url: str | None = None, clock=None, policy: dict |
     """An initialized registry with users; returns (registry, {user: token})."""
     pol = parse_policy(policy if policy is not None else FAST_POLICY, "test policy")
     kwargs = {"policy": pol} | ({"clock": clock} if clock else {})
-    reg, admin = Registry.init("admin", home=home, url=url, **kwargs)
+    reg, admin = Registry.init("admin", home=home, url=url, token_days=90, **kwargs)
     tokens = {"admin": admin}
     for user, roles in [
         ("dev", "developer"),

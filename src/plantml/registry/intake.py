@@ -143,6 +143,9 @@ def read_registration(
     try:
         bundle = load_bundle(bundle_dir, verify=True)
     except BundleError as exc:
+        tampered = "modified or corrupted" in str(exc) or "edited after export" in str(exc)
+        if not tampered:
+            raise RegistryError(f"cannot register: {exc}") from None
         raise Refused("tampered_bundle", f"bundle refused: {exc}") from None
     digest = content_sha256(bundle.manifest)
     files = {MANIFEST: bundle.path / MANIFEST}

@@ -46,7 +46,7 @@ def _v2_append_only(conn: sa.Connection) -> None:
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(
             "CREATE OR REPLACE FUNCTION plantml_append_only() RETURNS trigger AS $$ BEGIN "
-            "RAISE EXCEPTION 'table % is append-only in the plantml registry', TG_TABLE_NAME; "
+            "RAISE EXCEPTION 'table %% is append-only in the plantml registry', TG_TABLE_NAME; "
             "END; $$ LANGUAGE plpgsql"
         )
         for table in schema.APPEND_ONLY:

@@ -31,6 +31,7 @@ purpose by a trusted key. Unsigned, wrongly signed or re-hashed bundles are refu
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import json
 from collections.abc import Iterable, Mapping
@@ -55,6 +56,7 @@ def canonical_json(value: Any) -> bytes:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
+@functools.cache
 def _crypto():
     try:
         from cryptography.exceptions import InvalidSignature
@@ -84,11 +86,19 @@ class TrustedKey:
     def verify(self, signature: bytes, data: bytes) -> bool:
         """Whether ``signature`` is this key's Ed25519 signature of ``data``."""
         invalid, _, public = _crypto()
+        key = _LOADED.get(self.raw)
+        if key is None:
+            key = _LOADED[self.raw] = public.from_public_bytes(self.raw)
         try:
-            public.from_public_bytes(self.raw).verify(signature, data)
+            key.verify(signature, data)
         except invalid:
             return False
         return True
+
+
+_LOADED: dict[
+    bytes, Any
+] = {}  # raw public key -> loaded key object (loading costs more than a check)
 
 
 def parse_public_key(text: str | bytes, source: str = "<key>") -> TrustedKey:

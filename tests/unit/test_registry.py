@@ -357,3 +357,23 @@ def test_model_card_has_the_model_card_toolkit_fields(reg, tmp_path):
     text = card_markdown(card)
     assert "## Evaluation per operating condition" in text and "rev1 approved: fine" in text
     assert "[0.65, 0.74]" in text
+
+
+def test_wandb_run_is_recorded_and_linking_offline_is_skipped_with_a_note(
+    reg, tmp_path, monkeypatch
+):
+    from plantml.registry.wandb_link import link_bundle
+
+    registry, tokens = reg
+    registry.register(tokens["dev"], make_export(tmp_path / "a", seed=7, wandb=True), "pump")
+    info = registry.version("pump:1")["record"]["wandb"]
+    assert info["run_id"] == "run7abc" and info["mode"] == "offline"
+    assert info["checkpoint_artifact"] == "model-run7abc:best" and info["project"] == "plantml"
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    outcome = link_bundle(info, tmp_path, "pump", 1)
+    assert not outcome["linked"] and "logged offline" in outcome["note"]
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert (
+        "WANDB_MODE=offline" in link_bundle({**info, "mode": "online"}, tmp_path, "pump", 1)["note"]
+    )
+    assert registry.version("pump:1")["record"]["card"]["model_details"]["references"]

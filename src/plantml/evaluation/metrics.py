@@ -18,6 +18,15 @@ from torchmetrics.functional.classification import (
 )
 from torchmetrics.functional.regression import mean_absolute_error, mean_squared_error
 
+from plantml.evaluation.names import (  # noqa: F401 (re-exported: the names live torch-free)
+    ANOMALY_METRICS,
+    CLASS_METRICS,
+    FAILURE_METRICS,
+    HEADLINE,
+    HIGHER_IS_WORSE,
+    RUL_METRICS,
+)
+
 
 def phm08_score(pred: torch.Tensor, target: torch.Tensor) -> float:
     """PHM08 challenge score: sum of exp(-d/13) - 1 (early) and exp(d/10) - 1 (late), d = pred - true.
@@ -124,43 +133,6 @@ def multiclass_metrics(
         "classes": names,
         "n": n,
     }
-
-
-# every metric name evaluate() produces, and which of them are worse when higher
-RUL_METRICS = ("rmse", "mae", "bias", "score")
-FAILURE_METRICS = (
-    "precision",
-    "recall",
-    "f1",
-    "auroc",
-    "auprc",
-    "false_alarms_per_1000",
-    "false_alarms_per_asset_day",
-)
-ANOMALY_METRICS = (
-    "precision",
-    "recall",
-    "f1",
-    "false_alarm_rate",
-    "missed_alarm_rate",
-    "detection_delay",
-    "detected_share",
-    "auroc",
-    "false_alarms_per_asset_day",
-)
-CLASS_METRICS = ("accuracy", "macro_f1", "balanced_accuracy", "macro_precision")
-HIGHER_IS_WORSE = {
-    "rmse",
-    "mae",
-    "score",
-    "false_alarms_per_1000",
-    "false_alarms_per_asset_day",
-    "false_alarm_rate",
-    "missed_alarm_rate",
-    "detection_delay",
-}
-# the metric that names a condition "worst"
-HEADLINE = {"rul": "rmse", "failure": "f1", "anomaly": "f1", "class": "accuracy"}
 
 
 def evaluate(

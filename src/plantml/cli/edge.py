@@ -16,6 +16,7 @@ import argparse
 import csv
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from plantml.edge import BundleError, EdgeModel, InputError, RowError, StreamingPredictor
 from plantml.edge.io import format_row, iter_rows, read_table, write_csv
@@ -34,7 +35,9 @@ def _report_rejected(errors: Sequence[RowError], errors_file: str | None) -> Non
 def _predict(args: argparse.Namespace) -> int:
     model = EdgeModel(args.bundle, threads=args.threads)
     columns = read_table(args.input)
-    out, errors = model.predict_rows(columns, batch_size=args.batch_size)
+    # a bundle trained without asset ids: the whole file is one asset, named after it
+    asset = Path(args.input).name.split(".")[0]
+    out, errors = model.predict_rows(columns, batch_size=args.batch_size, asset=asset)
     n_rows = max((len(v) for v in columns.values()), default=0)
     written = write_csv(args.output, out)
     if args.errors:
@@ -56,7 +59,9 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _stream(args: argparse.Namespace) -> int:
-    stream = StreamingPredictor(EdgeModel(args.bundle, threads=args.threads))
+    stream = StreamingPredictor(
+        EdgeModel(args.bundle, threads=args.threads), asset=Path(args.input).name.split(".")[0]
+    )
     bundle = stream.model.bundle
     header = ["asset", "time", "condition", bundle.output_name]
     if bundle.threshold is not None:
@@ -128,7 +133,8 @@ def _info(args: argparse.Namespace) -> int:
         f"{mod.get('exporter', '?')}, variant {mod.get('variant', '?')}"
     )
     print(f"inputs:      {_inputs_line(model)}")
-    print(f"  asset:     {b.asset_column}; time: {b.time_column} ({inp['time_kind']})")
+    asset = b.asset_column or "none (every input file or stream is one asset)"
+    print(f"  asset:     {asset}; time: {b.time_column} ({inp['time_kind']})")
     print(f"  features:  {', '.join(b.feature_columns)}")
     unit = " s" if inp["time_kind"] == "datetime" else ""
 

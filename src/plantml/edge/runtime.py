@@ -209,19 +209,26 @@ class EdgeModel:
         hit = values <= thr if self.bundle.alarm_when == "below" else values >= thr
         return hit.astype(np.int8)
 
-    def windows_for_rows(self, rows: Mapping[str, Sequence]) -> RowWindows:
-        """Validate ``rows`` (columnar) and find their windows (gathered on demand)."""
-        parsed = self.preprocessor.parse(rows)
+    def windows_for_rows(
+        self, rows: Mapping[str, Sequence], asset: str | None = None
+    ) -> RowWindows:
+        """Validate ``rows`` (columnar) and find their windows (gathered on demand).
+
+        ``asset``: the name of the one asset when the bundle has no asset column.
+        """
+        parsed = self.preprocessor.parse(rows, asset=asset)
         return plan_windows(parsed, rows[self.bundle.time_column], self.bundle)
 
     def predict_rows(
-        self, rows: Mapping[str, Sequence], batch_size: int = 1024
+        self, rows: Mapping[str, Sequence], batch_size: int = 1024, asset: str | None = None
     ) -> tuple[dict[str, Any], list[RowError]]:
         """Predict every window of a table of rows.
 
         Args:
             rows: columnar input ``{column: sequence}``, one entry per row.
             batch_size: windows per ONNX call.
+            asset: the name of the one asset of all rows when the bundle was trained
+                without asset ids (``input.asset_column`` null); ignored otherwise.
 
         Returns:
             Output columns ``asset``, ``time`` (as given), ``condition`` (name or
@@ -229,7 +236,7 @@ class EdgeModel:
             with a threshold); one row per window, by asset in order of first
             appearance, then time. And one :class:`RowError` per rejected row.
         """
-        win = self.windows_for_rows(rows)
+        win = self.windows_for_rows(rows, asset)
         k = self.n_classes
         values = np.empty((len(win), k) if k else len(win), dtype=np.float32)
         step = max(int(batch_size), 1)

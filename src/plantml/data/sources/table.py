@@ -258,6 +258,7 @@ class TableSource(Source):
             name=name,
             time_unit=self.time_unit,
             notes=notes,
+            asset_ids_given=mode in ("column", "field") or bool(self.asset_column),
             **roles,
         )
 

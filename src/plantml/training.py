@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -67,6 +68,21 @@ class RunInfo(Callback):
         }
 
 
+def link_latest(output_dir: Path) -> None:
+    """Point ``<run_name>/latest`` at this run folder (``outputs/<run_name>/runs/<time>``), so
+    that the next command can name the newest run without its time stamp."""
+    if output_dir.parent.name != "runs":
+        return  # a folder of the user's choosing: nothing to keep track of
+    link = output_dir.parent.parent / "latest"
+    tmp = link.with_name(f".latest-{os.getpid()}")
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(output_dir.resolve(), target_is_directory=True)
+        os.replace(tmp, link)  # atomic: a reader sees the old run or the new one
+    except OSError as exc:  # a file system without symlinks: the run itself is fine
+        log.debug("no %s link: %s", link, exc)
+
+
 def settings_line(cfg: DictConfig) -> str:
     """The settings a reader checks first, in one line (the full config is config.yaml)."""
     data, window = cfg.data, cfg.data.get("window", {})
@@ -112,6 +128,7 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
         output_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
         write_json(output_dir / "lineage.json", info)
+        link_latest(output_dir)
     for logger in loggers:
         logger.log_hyperparams({**resolved, "lineage": info})
     trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))

@@ -32,7 +32,7 @@ from plantml.evaluation.metrics import (
     best_f1_threshold,
 )
 from plantml.export import onnx as ox
-from plantml.export.bundle import write_bundle
+from plantml.export.bundle import write_bundle, write_sample_rows
 from plantml.export.distill import distill
 from plantml.export.finetune import fit
 from plantml.export.onnx import ExportError
@@ -356,6 +356,12 @@ class ExportRun:
             metrics={"split": self.split, **final["metrics"]},
             lineage=_lineage(self.ckpt, self.checkpoint, self.run_cfg, self.recipe),
         )
+        samples = write_sample_rows(
+            bundle,
+            self.datamodule.prepared(self.split),
+            self.split,
+            self.out_dir / "sample_rows.csv",
+        )
         torch_v, onnx_v = self.variants[0], self.variants[1]
         report = {
             "name": self.name,
@@ -367,6 +373,7 @@ class ExportRun:
             "threads": self.measure.threads,
             "headline_metric": HEADLINE[kind],
             "bundle": str(bundle),
+            "sample_rows": str(samples),
             "final_variant": final["name"],
             "size_ratio_vs_onnx_fp32": final["bytes"] / onnx_v["bytes"],
             "latency_speedup_vs_torch": torch_v["latency"]["p50_ms"] / final["latency"]["p50_ms"],

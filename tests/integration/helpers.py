@@ -17,6 +17,11 @@ TINY = [
     "trainer.limit_train_batches=4",
     "callbacks.progress_bar.refresh_rate=0",
 ]
+# the shared run of the slow tests (tests/integration/conftest.py: tiny_run); resuming it
+# needs the same overrides
+TINY_RUN = [*TINY, "seed=3", "model.hidden_size=32"]
+# export measurements cut short
+QUICK = ["measure.repeats=20", "measure.windows=400"]
 
 
 def run_cli(

@@ -73,7 +73,7 @@ def test_installed_extra_runs_the_tool(monkeypatch, capsys):
     assert exit_info.value.code == 2
     assert "(not installed: surely_not_installed_module)" in capsys.readouterr().err
     # a missing plantml module is a bug, and stays a traceback
-    with pytest.raises(ModuleNotFoundError, match="plantml.no_such_module"):
+    with pytest.raises(ModuleNotFoundError, match=r"plantml\.no_such_module"):
         extras.launch("plantml-train", "train", "plantml.no_such_module:main")
 
 

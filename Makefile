@@ -8,8 +8,8 @@ STAMP := $(VENV)/.installed
 
 help:
 	@echo "make train      train the default experiment (synthetic fleet, failure within 24 h)"
-	@echo "make test       fast tier: unit tests and quick integration checks (about 1 min on 2 cores)"
-	@echo "make test-slow  slow tier: training end to end, export recipes, tuning, DDP, notebook, edge wheel"
+	@echo "make test       fast tier: unit tests and quick integration checks (1.5-3 min on 2 cores)"
+	@echo "make test-slow  slow tier: training end to end, export recipes, tuning, DDP, notebook, edge wheel (5-12 min)"
 	@echo "make test-data  tests on the real datasets in ../shared/data"
 	@echo "make test-all   every test, real-data ones included"
 	@echo "make lint       ruff check + format check"

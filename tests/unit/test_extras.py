@@ -7,6 +7,9 @@ slow test tests/integration/test_edge_install.py.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from plantml.cli import extras
@@ -88,3 +91,14 @@ def test_tools_point_at_their_hydra_apps(monkeypatch):
         ("plantml-tune", "train", "plantml.cli.tune:main"),
         ("plantml-export", "train", "plantml.cli.export:main"),
     ]
+
+
+def test_the_launcher_imports_nothing_heavy():
+    """Every console script imports plantml.cli.extras first: it must load on a base install."""
+    code = (
+        "import sys, plantml.cli.extras, plantml.threads\n"
+        "print(sorted(m for m in ('torch', 'pandas', 'hydra', 'omegaconf', 'lightning', "
+        "'scipy', 'numpy', 'onnxruntime') if m in sys.modules))"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout.strip() == "[]", proc.stderr

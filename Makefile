@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: help install train test test-slow test-data test-all lint format clean
+.PHONY: help install train notebook notebook-run test test-slow test-data test-all lint format clean
 
 help:
 	@echo "make train      train the default experiment (synthetic fleet, failure within 24 h)"
@@ -12,6 +12,8 @@ help:
 	@echo "make test-slow  slow tier: training end to end, export recipes, tuning, DDP, notebook, edge wheel (5-12 min)"
 	@echo "make test-data  tests on the real datasets in ../shared/data"
 	@echo "make test-all   every test, real-data ones included"
+	@echo "make notebook   open notebooks/quickstart.ipynb in Jupyter (installs it on first use)"
+	@echo "make notebook-run  run the notebook top to bottom, headless, into outputs/quickstart.html"
 	@echo "make lint       ruff check + format check"
 
 $(STAMP): pyproject.toml
@@ -43,6 +45,20 @@ test-data: $(STAMP)
 
 test-all: $(STAMP)
 	$(PYTEST) -m "" $(ARGS)
+
+# Jupyter itself is not part of .[dev] (the tests run the notebook with nbclient): it is
+# installed into .venv the first time a notebook target runs.
+JUPYTER := $(VENV)/.jupyter
+$(JUPYTER): $(STAMP)
+	$(BIN)/python -m pip install --quiet notebook==7.6.5 nbconvert==7.17.2
+	touch $(JUPYTER)
+
+notebook: $(JUPYTER)
+	$(BIN)/jupyter notebook notebooks/quickstart.ipynb
+
+notebook-run: $(JUPYTER)
+	mkdir -p outputs
+	$(BIN)/jupyter nbconvert --to html --execute notebooks/quickstart.ipynb --output-dir outputs --output quickstart
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests scripts

@@ -23,8 +23,8 @@ largest difference from batch size 1, and single-window latency.
 
 Reproduce (the numbers in the edge README section, 2-core CPU):
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_edge.py --rows 100000 --assets 20 --threads 1
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_edge.py --per-window --rows 40000 --assets 20
+    .venv/bin/python scripts/bench_edge.py --rows 100000 --assets 20 --threads 1
+    .venv/bin/python scripts/bench_edge.py --per-window --rows 40000 --assets 20 --repeats 5
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ import numpy as np
 from plantml.edge import EdgeModel, StreamingPredictor, load_bundle
 from plantml.edge.bundle import write_manifest
 from plantml.edge.io import write_csv
+from plantml.threads import limit_threads
 
 LENGTH, CHANNELS, HIDDEN = 30, 14, 32
 
@@ -350,7 +351,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bundle", type=Path, help="bundle folder (default: a synthetic LSTM)")
     parser.add_argument("--rows", type=int, default=100_000, help="rows in the batch table")
     parser.add_argument("--assets", type=int, default=20, help="assets in the batch table")
-    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="onnxruntime intra-op threads, and the OpenMP limit"
+    )
     parser.add_argument("--batch-size", type=int, default=1024, help="windows per ONNX call")
     parser.add_argument("--latency-iters", type=int, default=2000, help="single-window calls")
     parser.add_argument(
@@ -360,6 +363,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--repeats", type=int, default=3, help="--per-window: timed runs each")
     args = parser.parse_args(argv)
+    limit_threads(args.threads)
     if args.per_window:
         per_window(args)
         return

@@ -26,110 +26,9 @@ from plantml.edge import (
 )
 from plantml.edge.bundle import write_manifest
 from plantml.edge.io import iter_rows, read_csv, read_table, write_csv
+from tests.bundles import make_bundle
 
 EDGE = Path(sys.executable).parent / "plantml-edge"
-
-
-# --- building bundles ----------------------------------------------------------------------------
-
-
-def onnx_model(path: Path, length: int, channels: int, weights: np.ndarray, batch=None) -> None:
-    """prediction (batch, 1) = flatten(window) @ weights; ``batch`` fixes the batch size."""
-    from onnx import TensorProto, helper, numpy_helper, save
-
-    dim = batch or "batch"
-    graph = helper.make_graph(
-        [
-            helper.make_node("Reshape", ["window", "shape"], ["flat"]),
-            helper.make_node("MatMul", ["flat", "weights"], ["prediction"]),
-        ],
-        "edge_test",
-        [helper.make_tensor_value_info("window", TensorProto.FLOAT, [dim, length, channels])],
-        [helper.make_tensor_value_info("prediction", TensorProto.FLOAT, [dim, 1])],
-        initializer=[
-            numpy_helper.from_array(np.array([-1, length * channels], np.int64), "shape"),
-            numpy_helper.from_array(weights.reshape(-1, 1).astype(np.float32), "weights"),
-        ],
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
-    model.ir_version = 8
-    save(model, str(path))
-
-
-def make_bundle(
-    folder: Path,
-    features=("a", "b"),
-    length: int = 3,
-    stride: int = 1,
-    max_gap: float | None = None,
-    time_kind: str = "number",
-    conditions: dict | None = None,
-    offset=None,
-    scale=None,
-    per_condition: bool = False,
-    threshold: float | None = None,
-    alarm_when: str | None = "above",
-    batch=None,
-    seed: int = 0,
-) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    conditions = conditions or {"mode": "single", "names": ["all"]}
-    n_cond = len(conditions["names"])
-    rng = np.random.default_rng(seed)
-    if offset is None:
-        offset = rng.normal(0, 1, (n_cond + 1, len(features)))
-    if scale is None:
-        scale = rng.uniform(0.5, 2.0, (n_cond + 1, len(features)))
-    weights = rng.normal(0, 1, length * len(features))
-    onnx_model(folder / "model.onnx", length, len(features), weights, batch)
-    np.save(folder / "weights.npy", weights)  # kept for the tests (and a second listed file)
-    manifest = {
-        "format": "plantml-edge-bundle",
-        "format_version": 1,
-        "name": "test-bundle",
-        "version": "1",
-        "created": "2024-01-01T00:00:00Z",
-        "plantml_version": "0.1.0",
-        "model": {"file": "model.onnx", "input": "window", "output": "prediction", "opset": 17},
-        "input": {
-            "asset_column": "unit",
-            "time_column": "t",
-            "time_kind": time_kind,
-            "sampling_period": None if max_gap is None else max_gap / 1.5,
-            "max_gap": max_gap,
-            "feature_columns": list(features),
-            "dtypes": dict.fromkeys(features, "float32"),
-            "window_length": length,
-            "stride": stride,
-        },
-        "normalization": {
-            "method": "standard",
-            "per_condition": per_condition,
-            "offset": np.asarray(offset, float).tolist(),
-            "scale": np.asarray(scale, float).tolist(),
-        },
-        "conditions": {
-            "column": None,
-            "settings": None,
-            "categories": [],
-            "center": None,
-            "scale": None,
-            "centroids": None,
-            **conditions,
-        },
-        "task": {
-            "kind": "failure",
-            "output_name": "score",
-            "description": "test score",
-            "unit": None,
-            "threshold": threshold,
-            "alarm_when": alarm_when if threshold is not None else None,
-        },
-        "lineage": {},
-        "metrics": {"test/auroc": 0.91, "val/auroc": 0.9},
-    }
-    write_manifest(folder, manifest)
-    return folder
 
 
 def reference(bundle_dir: Path, rows: list[dict], codes: list[int] | None = None):
@@ -587,3 +486,27 @@ assert not heavy and not others
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_a_bundle_trained_without_asset_ids_needs_no_asset_column(tmp_path):
+    """Assets made up from file names in training: on the device each input is one asset."""
+    folder = make_bundle(tmp_path / "b", features=("a", "b"), length=3)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["input"]["asset_column"] = None
+    write_manifest(folder, manifest)
+    model = EdgeModel(folder)
+    assert model.bundle.required_columns[0] == model.bundle.time_column
+    rows = {"t": [1, 2, 3, 4], "a": [1.0, 2.0, 3.0, 4.0], "b": [0.0, 1.0, 0.0, 1.0]}
+    out, errors = model.predict_rows(rows, asset="pump_7")
+    assert not errors and out["asset"] == ["pump_7", "pump_7"] and out["time"] == [3, 4]
+    stream = StreamingPredictor(model, asset="pump_7")
+    preds, errors = stream.feed_many({k: v[i] for k, v in rows.items()} for i in range(4))
+    assert [p.value for p in preds] == pytest.approx(out[model.bundle.output_name].tolist())
+    path = tmp_path / "pump_7.csv"
+    write_csv(path, rows)
+    proc = subprocess.run(
+        [str(EDGE), "predict", "--bundle", str(folder), "--input", str(path), "--output", "-"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0 and proc.stdout.splitlines()[1].startswith("pump_7,3,")

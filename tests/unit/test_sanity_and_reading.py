@@ -8,8 +8,8 @@ import pytest
 
 from plantml.data.cleaning import clean
 from plantml.data.sanity import fit_bounds
-from plantml.data.sources.parsing import parse_timestamps, sniff_separator
-from plantml.data.sources.table import TableSource
+from plantml.data.sources.parsing import sniff_separator
+from plantml.data.sources.table import TableSource, parse_time
 from plantml.errors import ConfigError, DataError
 from tests.conftest import make_fleet
 from tests.unit.test_bad_inputs import pipeline, write_csv
@@ -69,6 +69,10 @@ def test_separator_is_sniffed(tmp_path):
             str(tmp_path / "f.csv"), asset_column="unit", time_column="cycle"
         ).load()
         assert table.sensor_columns[:3] == ["s0", "s1", "s2"]
+
+
+def parse_timestamps(values: pd.Series, column: str, name: str, utc: bool) -> pd.Series:
+    return parse_time(values.rename(column), None, name, utc)
 
 
 def test_time_zones():

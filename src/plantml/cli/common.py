@@ -9,6 +9,7 @@ import re
 import sys
 import warnings
 
+import plantml.resolvers  # noqa: F401  (registered before Hydra composes any config)
 from plantml.errors import PlantMLError
 
 log = logging.getLogger("plantml")
@@ -31,6 +32,16 @@ def missing_value(exc: Exception) -> str:
     found = re.search(r"Missing mandatory value: ?([\w.]+)", str(exc))
     key = found.group(1) if found else getattr(exc, "full_key", None) or "a required value"
     return f"{key} is not set; give it on the command line: {key}=..."
+
+
+def pin_run_dir(argv: list[str]) -> list[str]:
+    """``paths.output_dir=X`` on the command line also moves Hydra's run folder there, so
+    that ``train.log`` and ``.hydra/`` land beside the run's outputs (``hydra.run.dir``
+    given explicitly wins)."""
+    given = [a.split("=", 1)[1] for a in argv if a.startswith("paths.output_dir=")]
+    if given and not any(a.startswith("hydra.run.dir=") for a in argv):
+        return [*argv, f"hydra.run.dir={given[-1]}"]
+    return argv
 
 
 def user_errors(func):

@@ -3,7 +3,7 @@
     plantml-edge predict --bundle DIR --input FILE.csv|.parquet --output FILE.csv
                          [--errors FILE.csv] [--threads 1] [--batch-size 1024] [--strict]
     plantml-edge stream  --bundle DIR --input FILE      # one prediction per line as rows arrive
-    plantml-edge verify  --bundle DIR [--strict]        # check every file's SHA-256
+    plantml-edge verify  --bundle DIR [--trusted-keys KEYS] [--strict]  # SHA-256s (+ signature)
     plantml-edge info    --bundle DIR                   # what the bundle needs and predicts
 
 Exit status: 0 ok; 1 with ``--strict`` when a row was rejected (``verify``: when
@@ -22,10 +22,12 @@ import argparse
 import csv
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from plantml.edge import BundleError, EdgeModel, InputError, RowError, StreamingPredictor
 from plantml.edge.bundle import MANIFEST
 from plantml.edge.io import format_row, iter_rows, read_header, read_table, write_csv
+from plantml.edge.signature import SIGNATURE_FILE
 
 SHOW_ERRORS = 10
 
@@ -68,7 +70,9 @@ def _notes(
 def _predict(args: argparse.Namespace) -> int:
     model = EdgeModel(args.bundle, threads=args.threads)
     columns = read_table(args.input)
-    result = model.predict_table(columns, batch_size=args.batch_size)
+    # a bundle trained without asset ids: the whole file is one asset, named after it
+    asset = Path(args.input).name.split(".")[0]
+    result = model.predict_table(columns, batch_size=args.batch_size, asset=asset)
     out, errors, n_rows = result.columns, result.errors, result.rows
     written = write_csv(args.output, out)
     if args.errors:
@@ -96,7 +100,9 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _stream(args: argparse.Namespace) -> int:
-    stream = StreamingPredictor(EdgeModel(args.bundle, threads=args.threads))
+    stream = StreamingPredictor(
+        EdgeModel(args.bundle, threads=args.threads), asset=Path(args.input).name.split(".")[0]
+    )
     bundle = stream.model.bundle
     stream.model.preprocessor.check_columns(read_header(args.input))  # whole-input error: exit 2
     header = ["asset", "time", "condition", bundle.output_name]
@@ -142,13 +148,26 @@ def _inputs_line(model: EdgeModel) -> str:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    signed = []
+    if args.trusted_keys:
+        from plantml.edge.signature import load_trusted_keys, verify_signed_bundle
+
+        _, signed = verify_signed_bundle(args.bundle, load_trusted_keys(args.trusted_keys))
     model = EdgeModel(args.bundle, threads=1)  # hashes checked, and onnxruntime loads the model
     b, task = model.bundle, model.bundle.task
     print(f"ok: bundle {b.name} version {b.version}: {len(b.manifest['files'])} file(s) verified")
+    for payload in signed:
+        print(
+            f"signed: registered as {payload.get('model')} version {payload.get('version')} "
+            f"(signature verified with a trusted key)"
+        )
     unit = f" ({task['unit']})" if task.get("unit") else ""
     print(f"task: {task['kind']} -> {b.output_name}{unit}")
     print(f"inputs: {_inputs_line(model)}")
-    listed = set(b.manifest["files"]) | {MANIFEST}
+    listed = set(b.manifest["files"]) | {
+        MANIFEST,
+        SIGNATURE_FILE,
+    }  # the signature signs the manifest
     extra = sorted(
         p.relative_to(b.path).as_posix()
         for p in b.path.rglob("*")
@@ -188,7 +207,8 @@ def _info(args: argparse.Namespace) -> int:
         f"{mod.get('exporter', '?')}, variant {mod.get('variant', '?')}"
     )
     print(f"inputs:      {_inputs_line(model)}")
-    print(f"  asset:     {b.asset_column}; time: {b.time_column} ({inp['time_kind']})")
+    asset = b.asset_column or "none (every input file or stream is one asset)"
+    print(f"  asset:     {asset}; time: {b.time_column} ({inp['time_kind']})")
     print(f"  features:  {', '.join(b.feature_columns)}")
     unit = " s" if inp["time_kind"] == "datetime" else ""
 
@@ -258,6 +278,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
     p.add_argument("--strict", action="store_true", help="exit 1 when any row is rejected")
     p = command("verify", "check the bundle's files against their SHA-256 hashes", _verify)
+    p.add_argument(
+        "--trusted-keys",
+        nargs="+",
+        help="public key files (or folders of *.pub): also require a valid registry signature",
+    )
     p.add_argument(
         "--strict", action="store_true", help="exit 1 when the folder holds unlisted files"
     )

@@ -14,7 +14,9 @@ library only. ``manifest.json`` (format version 1) holds::
           # ONNX output "prediction": float32 (batch,) or (batch,1) -- the FINAL prediction
           # (failure probability, RUL in time units, anomaly score): post-processing is in the graph.
       "input": {
-        "asset_column": str, "time_column": str,
+        "asset_column": str | null,           # null: trained without asset ids; every input
+                                               # (a file, a stream) is one asset
+        "time_column": str,
         "time_kind": "number" | "datetime",   # datetime: ISO strings in files, compared as POSIX seconds
         "sampling_period": float | null,       # seconds (datetime) or time units (number) between rows
         "max_gap": float | null,               # a step between consecutive accepted rows of one asset
@@ -153,7 +155,8 @@ class Bundle:
         return self.manifest["task"]
 
     @property
-    def asset_column(self) -> str:
+    def asset_column(self) -> str | None:
+        """The asset id column, or None: the model was trained without asset ids."""
         return self.input["asset_column"]
 
     @property
@@ -207,7 +210,8 @@ class Bundle:
     @property
     def required_columns(self) -> list[str]:
         """Input columns every row needs: asset, time, features, condition or settings."""
-        cols = [self.asset_column, self.time_column, *self.feature_columns]
+        cols = [c for c in (self.asset_column, self.time_column) if c]
+        cols += self.feature_columns
         mode = self.conditions["mode"]
         if mode == "column":
             cols.append(self.conditions["column"])
@@ -301,6 +305,8 @@ def _check_valid_range(folder: Path, block: Any, features: list) -> None:
 def _check_semantics(folder: Path, m: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     inp, cond, task = m["input"], m["conditions"], m["task"]
     features = inp["feature_columns"]
+    if inp["asset_column"] is not None and not isinstance(inp["asset_column"], str):
+        raise _fail(folder, f"input.asset_column must be a column name or null; {REEXPORT}")
     if not isinstance(features, list) or not features:
         raise _fail(folder, f"input.feature_columns must be a non-empty list; {REEXPORT}")
     if inp["time_kind"] not in ("number", "datetime"):

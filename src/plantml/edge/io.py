@@ -100,7 +100,7 @@ def _parquet_file(path: Path):
     except ImportError:
         raise InputError(
             f"reading {path.name} needs pyarrow, which is not installed; "
-            "pip install pyarrow, or convert the file to CSV"
+            "pip install 'plantml[parquet]', or convert the file to CSV"
         ) from None
     return pq.ParquetFile(path)
 

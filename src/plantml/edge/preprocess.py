@@ -23,6 +23,7 @@ from plantml.core.valid_range import clamp, describe, outside
 from plantml.edge.bundle import Bundle
 
 FIX_VALUE = "fix the value or drop the row"
+DEFAULT_ASSET = "asset"  # the asset of rows for a bundle trained without asset ids
 
 
 class InputError(ValueError):
@@ -240,8 +241,14 @@ class Preprocessor:
                 f"the input needs: {', '.join(self.required)}"
             )
 
-    def parse(self, rows: Mapping[str, Sequence], first_row: int = 1) -> ParsedRows:
-        """Parse columnar ``rows``; row ``i`` is reported as number ``first_row + i``."""
+    def parse(
+        self, rows: Mapping[str, Sequence], first_row: int = 1, asset: str | None = None
+    ) -> ParsedRows:
+        """Parse columnar ``rows``; row ``i`` is reported as number ``first_row + i``.
+
+        ``asset`` names the one asset of every row when the bundle has no asset column
+        (default :data:`DEFAULT_ASSET`); it is ignored otherwise.
+        """
         self.check_columns(list(rows))
         lengths = {len(rows[c]) for c in self.required}
         if len(lengths) > 1:
@@ -249,7 +256,10 @@ class Preprocessor:
         n = lengths.pop()
         errors: dict[int, RowError] = {}
         asset_col, time_col = self.bundle.asset_column, self.bundle.time_column
-        assets = _memo_map(as_text, rows[asset_col])
+        if asset_col is None:
+            assets = [asset or DEFAULT_ASSET] * n
+        else:
+            assets = _memo_map(as_text, rows[asset_col])
 
         def flag(bad: np.ndarray, column: str, describe) -> None:
             if not bad.any():

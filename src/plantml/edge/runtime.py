@@ -250,19 +250,26 @@ class EdgeModel:
         hit = values <= thr if self.bundle.alarm_when == "below" else values >= thr
         return hit.astype(np.int8)
 
-    def windows_for_rows(self, rows: Mapping[str, Sequence]) -> RowWindows:
-        """Validate ``rows`` (columnar) and find their windows (gathered on demand)."""
-        parsed = self.preprocessor.parse(rows)
+    def windows_for_rows(
+        self, rows: Mapping[str, Sequence], asset: str | None = None
+    ) -> RowWindows:
+        """Validate ``rows`` (columnar) and find their windows (gathered on demand).
+
+        ``asset``: the name of the one asset when the bundle has no asset column.
+        """
+        parsed = self.preprocessor.parse(rows, asset=asset)
         return plan_windows(parsed, rows[self.bundle.time_column], self.bundle)
 
     def predict_rows(
-        self, rows: Mapping[str, Sequence], batch_size: int = 1024
+        self, rows: Mapping[str, Sequence], batch_size: int = 1024, asset: str | None = None
     ) -> tuple[dict[str, Any], list[RowError]]:
         """Predict every window of a table of rows.
 
         Args:
             rows: columnar input ``{column: sequence}``, one entry per row.
             batch_size: windows per ONNX call.
+            asset: the name of the one asset of all rows when the bundle was trained
+                without asset ids (``input.asset_column`` null); ignored otherwise.
 
         Returns:
             Output columns ``asset``, ``time`` (as given), ``condition`` (name or
@@ -271,12 +278,14 @@ class EdgeModel:
             appearance, then time. And one :class:`RowError` per rejected row.
             :meth:`predict_table` also says what else happened to the rows.
         """
-        result = self.predict_table(rows, batch_size)
+        result = self.predict_table(rows, batch_size, asset)
         return result.columns, result.errors
 
-    def predict_table(self, rows: Mapping[str, Sequence], batch_size: int = 1024) -> TableResult:
+    def predict_table(
+        self, rows: Mapping[str, Sequence], batch_size: int = 1024, asset: str | None = None
+    ) -> TableResult:
         """:meth:`predict_rows` with the report: restarts, rows lost, clamped, unseen conditions."""
-        columns, win = self._predict(rows, batch_size)
+        columns, win = self._predict(rows, batch_size, asset)
         return TableResult(
             columns=columns,
             errors=win.errors,
@@ -287,8 +296,8 @@ class EdgeModel:
             unseen=win.unseen,
         )
 
-    def _predict(self, rows: Mapping[str, Sequence], batch_size: int):
-        win = self.windows_for_rows(rows)
+    def _predict(self, rows: Mapping[str, Sequence], batch_size: int, asset: str | None):
+        win = self.windows_for_rows(rows, asset)
         k = self.n_classes
         values = np.empty((len(win), k) if k else len(win), dtype=np.float32)
         step = max(int(batch_size), 1)

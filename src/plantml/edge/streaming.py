@@ -79,10 +79,14 @@ class StreamingPredictor:
 
     Args:
         model: an :class:`EdgeModel`, a :class:`Bundle` or a bundle folder.
+        asset: the name of the one asset when the bundle was trained without asset ids.
     """
 
-    def __init__(self, model: EdgeModel | Bundle | str | Path, threads: int = 1):
+    def __init__(
+        self, model: EdgeModel | Bundle | str | Path, threads: int = 1, asset: str | None = None
+    ):
         self.model = model if isinstance(model, EdgeModel) else EdgeModel(model, threads)
+        self.asset = asset  # the one asset's name when the bundle has no asset column
         bundle = self.model.bundle
         self.length, self.stride, self.max_gap = (
             bundle.window_length,
@@ -133,7 +137,7 @@ class StreamingPredictor:
         bundle = self.model.bundle
         missing = [c for c in self.required if c not in row]
         if missing:
-            asset = row.get(bundle.asset_column)
+            asset = row.get(bundle.asset_column) if bundle.asset_column else self.asset
             raise RowError(
                 number,
                 None if asset is None else str(asset),
@@ -141,7 +145,9 @@ class StreamingPredictor:
                 f"the row lacks the column(s) {missing}; every row needs: "
                 f"{', '.join(self.required)}",
             )
-        parsed = self.model.preprocessor.parse({c: [row[c]] for c in self.required}, number)
+        parsed = self.model.preprocessor.parse(
+            {c: [row[c]] for c in self.required}, number, asset=self.asset
+        )
         if parsed.errors:
             raise parsed.errors[0]
         asset, t = parsed.asset[0], float(parsed.time[0])

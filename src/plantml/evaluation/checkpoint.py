@@ -8,6 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+import plantml.resolvers  # noqa: F401  (stored run configs use them)
 from plantml.builders import build_datamodule, build_task, build_trainer, instantiate
 from plantml.checkpointing import load_weights, read_checkpoint
 from plantml.errors import CheckpointError, ConfigError
@@ -124,6 +125,7 @@ def evaluate_checkpoint(eval_cfg: DictConfig, overrides: list[str]) -> dict:
     split = datamodule.eval_split
     task.test_prefix = split
     task.n_boot = int(eval_cfg.get("bootstrap", 0))
+    task.boot_method = str(eval_cfg.get("bootstrap_method", "auto"))
     bar = cfg.get("callbacks", {}).get("progress_bar") or {
         "_target_": "lightning.pytorch.callbacks.RichProgressBar"
     }

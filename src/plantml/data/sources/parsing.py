@@ -3,11 +3,11 @@
 - :func:`sniff_separator`: ``,``, ``;``, tab or ``|``, from the head of the file
   (:class:`csv.Sniffer`), so a European ``;`` export reads without configuration
   (with :func:`decimal_comma`, also its ``12,5`` numbers).
-- :func:`parse_timestamps`: text timestamps to datetime64; timestamps with a UTC offset
-  are converted to UTC (training and the edge device measure time in UTC). A column
-  that mixes offsets (a daylight-saving change) or mixes stamps with and without one
-  is ambiguous to read without saying how: ``data.time_utc=true`` converts every
-  stamp to UTC (stamps without an offset are taken as UTC), otherwise it is an error.
+- :func:`time_zones` and :func:`utc_naive`: timestamps with a UTC offset are converted
+  to UTC (training and the edge device measure time in UTC). A column that mixes
+  offsets (a daylight-saving change) or mixes stamps with and without one is
+  ambiguous to read without saying how: ``data.time_utc=true`` converts every stamp
+  to UTC (stamps without an offset are taken as UTC), otherwise it is an error.
 - :func:`numbers`: text cells as numbers, and which given cells were not numbers.
 """
 
@@ -81,27 +81,28 @@ def _describe_offsets(text: pd.Series) -> str:
     )
 
 
-def parse_timestamps(values: pd.Series, column: str, name: str, utc: bool) -> pd.Series:
-    """Text timestamps as tz-naive UTC datetime64 (see the module doc); DataError if unreadable."""
+def time_zones(values: pd.Series, column: str, name: str, utc: bool) -> str | None:
+    """``"mixed"``, ``"one"`` (every stamp has the same UTC offset) or None (none has one).
+
+    Mixed offsets, or stamps with and without one, are a DataError unless ``utc``.
+    """
     text = values.astype(str).str.strip()
     aware = text.str.contains(HAS_OFFSET)
-    mixed = aware.any() and (
-        not aware.all() or text[aware].str.extract(OFFSET, expand=False).nunique() > 1
-    )
-    if mixed and not utc:
+    if not aware.any():
+        return None
+    if aware.all() and text.str.extract(OFFSET, expand=False).nunique() == 1:
+        return "one"
+    if not utc:
         raise DataError(
             f"time column {column!r} in {name} mixes time zones: {_describe_offsets(text)} "
             "(a daylight-saving change, or files from two sites?); set data.time_utc=true "
             "to convert every timestamp to UTC (stamps without an offset are taken as UTC)"
         )
-    try:
-        if utc or aware.any():
-            parsed = pd.to_datetime(values, utc=True, format="mixed" if mixed else None)
-            return parsed.dt.tz_localize(None)
-        return pd.to_datetime(values)
-    except (ValueError, TypeError) as exc:
-        first = str(exc).strip().splitlines()[0]
-        raise DataError(
-            f"time column {column!r} in {name} is neither numeric nor a timestamp ({first}); "
-            "fix the values or choose another data.time_column"
-        ) from None
+    return "mixed"
+
+
+def utc_naive(values: pd.Series) -> pd.Series:
+    """Timestamps with a time zone as UTC without one (training and devices count in UTC)."""
+    if isinstance(values.dtype, pd.DatetimeTZDtype):
+        return values.dt.tz_convert("UTC").dt.tz_localize(None)
+    return values

@@ -62,6 +62,7 @@ def test_resume_mid_epoch_is_exact(tmp_path):
     assert final["global_step"] == 3 * BATCHES  # the consumed batches were not trained twice
 
 
+@pytest.mark.slow
 def test_resume_keeps_the_best_checkpoint_and_early_stopping_state(tmp_path):
     """lr 0: every epoch scores the same, so the best stays epoch 0 and, with patience 1,
     early stopping ends the run after epoch 1. Resumed after epoch 0 in a new folder, a

@@ -18,6 +18,7 @@ from plantml.builders import (
     build_trainer,
     check_trainer,
 )
+from plantml.checkpointing import check_same_run, load_weights, read_checkpoint, resume_path
 from plantml.evaluation.results import finish_evaluation, write_json
 from plantml.lineage import lineage
 
@@ -110,17 +111,28 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
     """
     output_dir = Path(cfg.paths.output_dir)
     check_trainer(cfg)
+    resume = resume_path(cfg.ckpt_path) if cfg.get("ckpt_path") else None
+    resumed = read_checkpoint(resume, "resume") if resume else None  # before data preparation
     log.info("run %s: %s", cfg.get("run_name"), settings_line(cfg))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
     task = build_task(cfg, datamodule)
+    data_state = {**datamodule.state(), "fingerprint": datamodule.data.fingerprint}
+    if resumed is not None:
+        check_same_run(resumed, resume, cfg.seed, data_state)
+        fix = "resume with the config of the run that wrote it (same model.*, data.*)"
+        load_weights(task, resumed, resume, fix)
+        log.info(
+            "resuming from %s (epoch %s, step %s)", resume, resumed["epoch"], resumed["global_step"]
+        )
+        del resumed
     resolved = OmegaConf.to_container(cfg, resolve=True)
     info = lineage(cfg.seed, datamodule.data.fingerprint, datamodule.data.summary())
     info["cleaning"] = datamodule.data.cleaning
     callbacks = build_list(cfg.get("callbacks"), "callback")
     raw = OmegaConf.to_container(cfg, resolve=False)
-    callbacks.append(RunInfo(resolved, raw, datamodule.state()))
+    callbacks.append(RunInfo(resolved, raw, data_state))
     callbacks.extend(extra_callbacks or [])
     loggers = build_list(cfg.get("logger"), "logger")
     trainer = build_trainer(cfg, callbacks, loggers)
@@ -131,7 +143,7 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
         link_latest(output_dir)
     for logger in loggers:
         logger.log_hyperparams({**resolved, "lineage": info})
-    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(task, datamodule=datamodule, ckpt_path=resume)
     if trainer.interrupted:
         log.warning(
             "training interrupted; resume with ckpt_path=%s", output_dir / "checkpoints/last.ckpt"

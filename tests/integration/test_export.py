@@ -54,6 +54,12 @@ def test_int8_recipe_writes_a_verified_bundle_and_report(run):
     assert manifest["input"]["feature_columns"] and manifest["input"]["window_length"] == 48
     assert manifest["conditions"]["mode"] == "column"
     assert manifest["model"]["exporter"] == "torchscript"
+    assert manifest["model"]["per_window"] is True  # dynamic INT8: one window per ONNX call
+    accepted = manifest["input"]["valid_range"]  # training's sanity bounds (and clip bounds)
+    assert accepted["action"] == "nan"
+    assert set(accepted["bounds"]) == set(manifest["input"]["feature_columns"])
+    low, high = accepted["bounds"]["vibration_rms"]
+    assert 0 <= low < high <= 100  # narrowed by the physical clip bounds [0, 100]
     assert manifest["lineage"]["checkpoint_sha256"]
     assert set(manifest["metrics"]["by_condition"]) == set(fp32["metrics"]["by_condition"])
     assert (out / "export_report.md").read_text().count("| onnx_int8 |") == 2

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,6 +19,7 @@ import numpy as np
 
 from plantml.core.conditions import ConditionRule, as_text
 from plantml.core.normalize import normalize
+from plantml.core.valid_range import clamp, describe, outside
 from plantml.edge.bundle import Bundle
 
 FIX_VALUE = "fix the value or drop the row"
@@ -204,7 +205,9 @@ class ParsedRows:
     """Rows parsed and normalized, (n,) each; ``ok`` is False where ``errors`` has the row.
 
     ``x`` is (n, C) float32, normalized (garbage where not ok); ``time`` float64
-    seconds (datetime) or time units (number).
+    seconds (datetime) or time units (number). ``clipped``: per feature, accepted
+    rows whose value was clamped into the valid range (``action: clip``).
+    ``unseen``: per condition value not seen in training, the accepted rows with it.
     """
 
     asset: list[str | None]
@@ -213,6 +216,8 @@ class ParsedRows:
     code: np.ndarray
     ok: np.ndarray
     errors: dict[int, RowError]
+    clipped: dict[str, int] = field(default_factory=dict)
+    unseen: dict[str, int] = field(default_factory=dict)
 
 
 class Preprocessor:
@@ -279,6 +284,7 @@ class Preprocessor:
         if bad.any():  # report the first bad feature of each row, in column order
             for j, col in enumerate(self.features):
                 flag(bad[:, j], col, describe_bad_number)
+        clamped = self._valid_range(x, flag)
         settings = None
         cond = self.conditions
         if cond.mode == "cluster":
@@ -298,4 +304,34 @@ class Preprocessor:
         bundle = self.bundle
         x = np.where(ok[:, None], x, 0.0)
         x_norm = normalize(x, codes, bundle.offset, bundle.scale, self.per_condition)
-        return ParsedRows(assets, time, x_norm, codes, ok, errors)
+        clipped = {c: int((m & ok).sum()) for c, m in clamped.items() if (m & ok).any()}
+        unseen: dict[str, int] = {}
+        if cond.mode == "column" and ok.any():
+            for i in np.flatnonzero(ok & (codes < 0)):
+                value = as_text(rows[cond.column][i]) or ""
+                unseen[value] = unseen.get(value, 0) + 1
+        return ParsedRows(assets, time, x_norm, codes, ok, errors, clipped, unseen)
+
+    def _valid_range(self, x: np.ndarray, flag) -> dict[str, np.ndarray]:
+        """Apply the bundle's valid range to the raw features ``x`` (n, C) in place.
+
+        ``action: nan`` flags rows with a value outside (``flag``); ``clip`` clamps the
+        value. Returns the clamped rows per column.
+        """
+        accepted = self.bundle.valid_range
+        clamped: dict[str, np.ndarray] = {}
+        if not accepted:
+            return clamped
+        for j, col in enumerate(self.features):
+            bound = accepted["bounds"].get(col)
+            if bound is None:
+                continue
+            out = outside(x[:, j], bound)
+            if not out.any():
+                continue
+            if accepted["action"] == "nan":
+                flag(out, col, lambda v, c=col, b=bound: describe(_to_float(v), c, b))
+            else:
+                x[:, j] = clamp(x[:, j], bound)
+                clamped[col] = out
+        return clamped

@@ -351,6 +351,7 @@ class ExportRun:
                 "parameters": final["parameters"],
                 "exporter": final["export"]["exporter"],
                 "opset": final["export"]["opset"],
+                "per_window": bool((final.get("quantization") or {}).get("per_window")),
                 **{k: final[k] for k in ("export", "quantization") if k in final},
             },
             metrics={"split": self.split, **final["metrics"]},

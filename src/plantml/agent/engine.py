@@ -180,8 +180,7 @@ class Engine:
             if problem is None:
                 clean[column] = value
             elif problem in ("missing", "bad"):
-                if problem == "bad":
-                    clean[column] = value  # the runtime rejects it with its own message
+                clean[column] = value  # the runtime rejects it with its own message
                 missing.append(column)
             else:
                 invalid[column] = problem
@@ -202,7 +201,7 @@ class Engine:
         values = dict(row["values"])
         hold = slot.degradation.hold
         for column, (value, age) in row["held"].items():
-            if age <= hold and column not in values:
+            if age <= hold and _missing(values.get(column)):
                 values[column] = value
         bundle = runner.bundle
         values[bundle.asset_column] = asset
@@ -446,6 +445,10 @@ class Engine:
                 ss = self.slot_state(slot, state)
                 self.degrader.restore(slot, state, ss, asset, saved["slots"].get(slot.name))
         return len(states)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, str) and not value.strip())
 
 
 def _json(value: Any) -> str:

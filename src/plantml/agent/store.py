@@ -22,6 +22,7 @@ leaves either all of a batch or none of it. Each thread opens its own
 from __future__ import annotations
 
 import json
+import math
 import sqlite3
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -222,16 +223,20 @@ class Store:
 
     def prune_log(self, max_age: float, max_bytes: int, now: float) -> int:
         """Delete log rows older than ``max_age`` s, then the oldest beyond ``max_bytes``."""
-        before = self.db.total_changes
-        self.db.execute("DELETE FROM predictions WHERE created < ?", (now - max_age,))
+        removed = self.db.execute(
+            "DELETE FROM predictions WHERE created < ?", (now - max_age,)
+        ).rowcount
         while self.meta("log_bytes") > max_bytes:
-            cur = self.db.execute(
-                "DELETE FROM predictions WHERE id IN "
-                "(SELECT id FROM predictions ORDER BY id LIMIT 1000)"
-            )
-            if cur.rowcount == 0:
+            count = self.db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+            if count == 0:
                 break
-        return self.db.total_changes - before
+            total = self.meta("log_bytes")
+            n = min(1000, max(1, math.ceil((total - max_bytes) / (total / count))))
+            removed += self.db.execute(
+                "DELETE FROM predictions WHERE id IN (SELECT id FROM predictions ORDER BY id LIMIT ?)",
+                (n,),
+            ).rowcount
+        return removed
 
     def log_rejected(self, rows: list[tuple], now: float, keep: int) -> None:
         """rows: (source, asset, model, column, reason, message); keeps the newest ``keep``."""

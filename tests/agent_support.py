@@ -245,8 +245,14 @@ class Consumer:
             self.connected.set()
 
         def on_message(client, userdata, message):
+            try:
+                payload = json.loads(message.payload)
+            except ValueError:
+                payload = {"raw": message.payload}
+            if not isinstance(payload, dict):
+                payload = {"raw": payload}
             with self.lock:
-                self.messages.append((message.topic, json.loads(message.payload), message.retain))
+                self.messages.append((message.topic, payload, message.retain))
 
         self.client.on_connect = on_connect
         self.client.on_message = on_message
@@ -357,3 +363,55 @@ def metric_value(text: str, name: str, **labels: str) -> float:
             if sample.name == name and all(sample.labels.get(k) == v for k, v in labels.items()):
                 total += sample.value
     return total
+
+
+# --- rows and reference predictions --------------------------------------------------------------------
+
+START = dt.datetime(2024, 5, 1, tzinfo=dt.UTC)
+
+
+def iso(step: int, period: float = 60.0) -> str:
+    return (START + dt.timedelta(seconds=step * period)).isoformat().replace("+00:00", "Z")
+
+
+def timestamped(rows: list[dict], period: float = 60.0) -> list[dict]:
+    """Rows whose numeric ``t`` (1, 2, ...) becomes an ISO-8601 timestamp ``period`` s apart."""
+    return [{**r, "t": iso(int(r["t"]), period)} for r in rows]
+
+
+def write_rows_csv(path: Path, rows: list[dict]) -> Path:
+    import csv
+
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def edge_predict(bundle: Path, rows_csv: Path) -> dict[tuple[str, str], tuple[float, int | None]]:
+    """``plantml-edge predict`` on a CSV: {(asset, time): (value, alarm)}."""
+    import csv
+
+    out = rows_csv.with_suffix(".pred.csv")
+    subprocess.run(
+        [
+            str(BIN / "plantml-edge"),
+            "predict",
+            "--bundle",
+            str(bundle),
+            "--input",
+            str(rows_csv),
+            "--output",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    with open(out, newline="") as f:
+        reader = csv.DictReader(f)
+        name = [c for c in reader.fieldnames if c not in ("asset", "time", "condition", "alarm")][0]
+        return {
+            (r["asset"], r["time"]): (float(r[name]), int(r["alarm"]) if "alarm" in r else None)
+            for r in reader
+        }

@@ -75,7 +75,6 @@ class Publisher(Connection):
         self.telemetry.outbox_bytes.set(size)
 
     def on_connected(self, client: paho.Client) -> None:
-        client.on_publish = self._on_publish
         inflight: dict[int, Queued] = {}
         last_id = 0  # resend everything still in the outbox after a (re)connect
         while not self._lost.is_set() and not self.stopping.is_set():
@@ -98,15 +97,21 @@ class Publisher(Connection):
     def _make_client(self) -> paho.Client:
         client = super()._make_client()
         client.max_inflight_messages_set(self.cfg.inflight)
+        client.on_publish = self._on_publish
         return client
 
     def flush(self, timeout: float) -> bool:
-        """Wait until the outbox is empty (while connected); True when it is."""
+        """Wait until the outbox is empty (while connected); True when it is.
+
+        Without a connection it waits at most 2 s for one: the outbox keeps the
+        messages for the next start anyway.
+        """
         deadline = time.monotonic() + timeout
+        offline_deadline = time.monotonic() + min(timeout, 2.0)
         while time.monotonic() < deadline:
             if self.store.outbox_depth()[0] == 0:
                 return True
-            if not self.connected.is_set() and time.monotonic() + 1 > deadline:
+            if not self.connected.is_set() and time.monotonic() > offline_deadline:
                 break
             self.wake.set()
             time.sleep(0.05)

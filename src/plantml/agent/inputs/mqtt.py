@@ -63,8 +63,13 @@ class MQTTInput(Connection):
         self.sink = sink
         super().start()
 
-    def on_connected(self, client: paho.Client) -> None:
+    def _make_client(self) -> paho.Client:
+        client = super()._make_client()
+        # before connecting: a persistent session delivers queued messages right after CONNACK
         client.on_message = self._on_message
+        return client
+
+    def on_connected(self, client: paho.Client) -> None:
         client.subscribe(self.filter, qos=self.qos)
         super().on_connected(client)
 

@@ -410,7 +410,9 @@ def edge_predict(bundle: Path, rows_csv: Path) -> dict[tuple[str, str], tuple[fl
     )
     with open(out, newline="") as f:
         reader = csv.DictReader(f)
-        name = [c for c in reader.fieldnames if c not in ("asset", "time", "condition", "alarm")][0]
+        name = next(
+            c for c in reader.fieldnames if c not in ("asset", "time", "condition", "alarm")
+        )
         return {
             (r["asset"], r["time"]): (float(r[name]), int(r["alarm"]) if "alarm" in r else None)
             for r in reader

@@ -400,7 +400,7 @@ def test_tls_refuses_a_wrong_password_and_an_untrusted_broker_while_buffering(tm
     try:
         wrong, m1, f1 = run("wrong-password", ca_path, "bad.pw")
         untrusted, m2, f2 = run("untrusted", other_ca, "good.pw")
-        good, m3, f3 = run("good", ca_path, "good.pw")
+        good, m3, _f3 = run("good", ca_path, "good.pw")
         for agent, metrics in ((wrong, m1), (untrusted, m2), (good, m3)):
             agent.wait_ready(metrics)
         wait_for(lambda: len(consumer.unique("prediction")) == 6, 30, "predictions over TLS")

@@ -62,7 +62,9 @@ def _reason(exc: BaseException) -> str:
     name = type(exc).__name__
     if "UserAccessDenied" in name or "IdentityToken" in name:
         return "auth"
-    if "Certificate" in name or "Security" in name or "Signature" in name:
+    if any(
+        w in name for w in ("Certificate", "Security", "Signature")
+    ) or "matching endpoint" in str(exc):
         return "security"
     return "network"
 
@@ -192,7 +194,10 @@ class OPCUAInput:
                 reason = _reason(exc)
                 message = f"OPC UA server {self.cfg.endpoint}: {type(exc).__name__}: {exc}"
                 if reason == "security":
-                    message += " (check security.policy, mode and the certificates)"
+                    message += (
+                        " (the server does not accept this security setting: set security.policy "
+                        "and mode to one it offers, and check the certificates)"
+                    )
                 elif reason == "auth":
                     message += " (check username and the password file/env)"
                 if message != self.error:

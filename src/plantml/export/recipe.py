@@ -43,6 +43,8 @@ RECIPE_KEYS = {
     "quantize",
     "parity",
     "max_metric_change",
+    "fallbacks",
+    "fallback_epochs",
 }
 
 
@@ -339,4 +341,10 @@ def run_export(cfg: DictConfig) -> dict:
         spec = run.recipe.get(step)
         if spec:
             getattr(run, step)(spec)
-    return run.finish()
+    report = run.finish()
+    if run.recipe.get("fallbacks"):  # bundles without named sensors (plantml.export.fallback)
+        from plantml.export.fallback import export_fallbacks
+
+        report["fallbacks"] = export_fallbacks(run, report["bundle"])
+        write_report(run.out_dir, report)
+    return report

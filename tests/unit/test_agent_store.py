@@ -75,7 +75,7 @@ def test_recent_rows_positions_and_states(tmp_path):
         store.set_position("file0", 42)
         store.save_states({"a": {"seq": 7}})
     rows = Store(tmp_path / "agent.db").load_recent_rows()
-    assert [seq for seq, _ in rows["a"]] == [5, 6, 7] and rows["a"][-1][1] == {"i": 7}
+    assert [seq for seq, _ in rows["a"]] == [5, 6, 7] and rows["a"][-1][1] == '{"i": 7}'
     assert len(rows["b"]) == 1
     assert store.position("file0") == 42 and store.position("other") == 0
     assert store.load_states() == {"a": {"seq": 7}}

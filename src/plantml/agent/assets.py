@@ -19,6 +19,7 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import lru_cache
 from typing import Any
 
 from plantml.agent.alarms import AlarmTracker
@@ -31,20 +32,25 @@ def to_seconds(ts: Any) -> float | None:
     if isinstance(ts, int | float):
         return float(ts) if math.isfinite(ts) else None
     if isinstance(ts, str):
-        text = ts.strip()
-        try:
-            number = float(text)
-            return number if math.isfinite(number) else None
-        except ValueError:
-            pass
-        try:
-            stamp = datetime.fromisoformat(text)
-        except ValueError:
-            return None
-        if stamp.tzinfo is None:
-            stamp = stamp.replace(tzinfo=UTC)  # naive timestamps are UTC, as in training
-        return stamp.timestamp()
+        return _text_seconds(ts)
     return None
+
+
+@lru_cache(maxsize=16384)  # a fleet's rows share their timestamps
+def _text_seconds(ts: str) -> float | None:
+    text = ts.strip()
+    try:
+        number = float(text)
+        return number if math.isfinite(number) else None
+    except ValueError:
+        pass
+    try:
+        stamp = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    if stamp.tzinfo is None:
+        stamp = stamp.replace(tzinfo=UTC)  # naive timestamps are UTC, as in training
+    return stamp.timestamp()
 
 
 def is_timestamp(ts: Any) -> bool:

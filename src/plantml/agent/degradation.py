@@ -21,6 +21,7 @@ Values are never filled beyond ``hold`` (<= the bundle's ``max_gap``).
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -75,9 +76,9 @@ class Degrader:
     def replay(self, slot: ModelSlot, runner: Runner, state: AssetState, asset: str) -> None:
         """Start ``runner``'s window for ``asset`` from the recent rows (outputs discarded)."""
         runner.stream.reset(asset)
-        for _, row in state.recent:
+        for _, text in state.recent:
             with contextlib.suppress(RowError):
-                runner.stream.feed(self.engine.row_for(runner, slot, asset, row))
+                runner.stream.feed(self.engine.row_for(runner, slot, asset, json.loads(text)))
 
     def update_mode(
         self,

@@ -191,8 +191,9 @@ class Engine:
         for slot in slots:
             self._slot(slot, state, asset, record, row, invalid, t, batch)
         state.seq += 1
-        state.recent.append((state.seq, row))
-        batch.recent.append((asset, state.seq, _json(row)))
+        text = _json(row)
+        state.recent.append((state.seq, text))  # as JSON: a tenth of the memory of the dict
+        batch.recent.append((asset, state.seq, text))
         batch.touched.add(asset)
 
     # -- per model -----------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from the config (``degradation.fallbacks``).
 from __future__ import annotations
 
 import fnmatch
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -56,16 +56,15 @@ class Runner:
     rule: AlarmRule | None
     info: dict[str, str]
     without: frozenset[str] = frozenset()
+    sensors: list[str] = field(init=False)  # the columns it needs besides asset and time
+
+    def __post_init__(self) -> None:
+        b = self.bundle
+        self.sensors = [c for c in b.required_columns if c not in (b.asset_column, b.time_column)]
 
     @property
     def bundle(self):
         return self.model.bundle
-
-    @property
-    def sensors(self) -> list[str]:
-        """Columns this bundle needs besides asset and time."""
-        b = self.bundle
-        return [c for c in b.required_columns if c not in (b.asset_column, b.time_column)]
 
 
 def _runner(path: Path, cfg: ModelConfig, without: frozenset[str] = frozenset()) -> Runner:

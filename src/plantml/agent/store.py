@@ -269,12 +269,13 @@ class Store:
             [(a, s - keep) for a, s in newest.items()],
         )
 
-    def load_recent_rows(self) -> dict[str, list[tuple[int, dict]]]:
-        out: dict[str, list[tuple[int, dict]]] = {}
+    def load_recent_rows(self) -> dict[str, list[tuple[int, str]]]:
+        """Each asset's kept rows: [(seq, row JSON)], oldest first."""
+        out: dict[str, list[tuple[int, str]]] = {}
         for asset, seq, row in self.db.execute(
             "SELECT asset, seq, row FROM recent_rows ORDER BY asset, seq"
         ):
-            out.setdefault(asset, []).append((seq, json.loads(row)))
+            out.setdefault(asset, []).append((seq, row))
         return out
 
     def save_states(self, states: dict[str, dict]) -> None:

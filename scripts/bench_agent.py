@@ -57,6 +57,7 @@ sys.path.insert(0, str(REPO))
 from tests.agent_support import (  # noqa: E402
     AgentProcess,
     Broker,
+    InOrder,
     connect,
     free_port,
     metric_value,
@@ -113,6 +114,7 @@ def produce(port, bundle_path, n_assets, steps, first, last, rate, t0, seed, out
     rows = Rows(load_bundle(bundle_path, verify=False), n_assets, steps, seed)
     client = mqtt_client(f"bench-producer-{first}")
     connect(client, port)
+    sender = InOrder(client)  # a device holds its rows while the broker is away
     late = 0.0
     start = time.time()
     for k in range(first, last):
@@ -125,7 +127,7 @@ def produce(port, bundle_path, n_assets, steps, first, last, rate, t0, seed, out
                 else:
                     late = max(late, -wait)
             payload = json.dumps(rows.row(i, k))
-            client.publish(f"plant/{SITE}/{asset_name(i)}/telemetry", payload, qos=1)
+            sender.publish(f"plant/{SITE}/{asset_name(i)}/telemetry", payload)
     sent = time.time()
     wait_for(lambda: not client._out_messages, 600, "the producer's queue to drain", every=0.2)
     client.loop_stop()
@@ -416,10 +418,10 @@ def main() -> None:
             }
         finally:
             stop.set()
+            results["consumer"] = out.get(timeout=120)  # before join: the queue must be drained
             consumer.join(60)
             agent.stop()
             broker.stop()
-        results["consumer"] = out.get(timeout=60)
         results["e2e"] = latency(results["consumer"], args.outage_at if args.outage > 0 else None)
         results["zero_loss"] = (
             results["consumer"]["unique"] == n * steady_steps and results["consumer"]["in_order"]

@@ -277,19 +277,41 @@ class Consumer:
         self.client.disconnect()
 
 
+class InOrder:
+    """Publishes QoS 1 messages in order across reconnects, as a device with a buffer does.
+
+    paho resends the messages it held when the connection dropped; new messages wait
+    until those are acknowledged, so they cannot overtake them.
+    """
+
+    def __init__(self, client):
+        self.client, self.was_down = client, False
+
+    def publish(self, topic: str, payload):
+        client = self.client
+        if not client.is_connected():
+            self.was_down = True
+            while not client.is_connected():
+                time.sleep(0.01)
+        if self.was_down:
+            while client._out_messages:  # paho's own queue: resent first, in order
+                time.sleep(0.01)
+            self.was_down = False
+        return client.publish(topic, payload, qos=1)
+
+
 def publish_rows(
     client, site: str, rows: list[dict], asset_key="unit", time_key="t", rate: float = 0
 ):
-    """Publish rows as telemetry (one message per row, QoS 1); paho queues while disconnected."""
-    infos = []
+    """Publish rows as telemetry (one message per row, QoS 1, in order even across an outage)."""
+    sender = InOrder(client)
     period = 1.0 / rate if rate else 0.0
     for row in rows:
         values = {k: v for k, v in row.items() if k not in (asset_key, time_key)}
         payload = json.dumps({"ts": row[time_key], "values": values})
-        infos.append(client.publish(f"plant/{site}/{row[asset_key]}/telemetry", payload, qos=1))
+        sender.publish(f"plant/{site}/{row[asset_key]}/telemetry", payload)
         if period:
             time.sleep(period)
-    return infos
 
 
 # --- the agent ---------------------------------------------------------------------------------------------

@@ -204,13 +204,15 @@ def test_a_broker_outage_loses_nothing_and_keeps_order(tmp_path, broker):
         agent.wait_ready(metrics)
         producer = mqtt_client("producer")
         connect(producer, broker.port)
-        half = len(rows) // 3
-        publish_rows(producer, SITE, rows[:half], rate=200)
-        broker.stop()  # mid-stream
-        publish_rows(producer, SITE, rows[half : 2 * half], rate=200)  # the producer queues them
+        sender = threading.Thread(
+            target=publish_rows, args=(producer, SITE, rows), kwargs={"rate": 40}
+        )
+        sender.start()
+        time.sleep(2.0)
+        broker.stop()  # mid-stream: the producer holds its rows, the agent keeps its outputs
         time.sleep(OUTAGE_S)
         broker.start()
-        publish_rows(producer, SITE, rows[2 * half :], rate=200)
+        sender.join()
         wait_for(lambda: len(consumer.unique("prediction")) >= len(edge), 90, "every prediction")
         unique = consumer.unique("prediction")
         assert {(m["asset"], m["time"]) for m in unique} == set(edge)

@@ -298,16 +298,22 @@ def test_kill_9_keeps_the_outbox_and_a_restart_delivers_it(tmp_path):
         broker.stop()
 
 
-def test_kill_9_with_mqtt_input_loses_no_row(tmp_path, broker):
-    """Telemetry is acknowledged only after its outputs are committed: the broker redelivers the rest."""
+def mqtt_run(tmp_path, broker, n_assets: int, n: int, seed: int):
+    """Rows, their plantml-edge predictions, a config, a consumer and a producer."""
     bundle = bundle_at(tmp_path)
-    rows = timestamped(fleet_rows(n_assets=4, n=50, seed=17))
+    rows = timestamped(fleet_rows(n_assets=n_assets, n=n, seed=seed))
     edge = edge_predict(bundle, write_rows_csv(tmp_path / "rows.csv", rows))
     metrics = free_port()
     config = agent_config(tmp_path, broker.port, metrics)
     consumer = Consumer(broker.port, f"plant/{SITE}/+/prediction")
     producer = mqtt_client("producer")
     connect(producer, broker.port)
+    return rows, edge, metrics, config, consumer, producer
+
+
+def test_kill_9_with_mqtt_input_loses_no_row(tmp_path, broker):
+    """Telemetry is acknowledged only after its outputs are committed: the broker redelivers the rest."""
+    rows, edge, metrics, config, consumer, producer = mqtt_run(tmp_path, broker, 4, 50, 17)
     agent = AgentProcess(config)
     agent.wait_ready(metrics)
     sender = threading.Thread(
@@ -334,14 +340,7 @@ def test_kill_9_with_mqtt_input_loses_no_row(tmp_path, broker):
 
 
 def test_sigterm_then_restart_resumes_every_window(tmp_path, broker):
-    bundle = bundle_at(tmp_path)
-    rows = timestamped(fleet_rows(n_assets=3, n=40, seed=15))
-    edge = edge_predict(bundle, write_rows_csv(tmp_path / "rows.csv", rows))
-    metrics = free_port()
-    config = agent_config(tmp_path, broker.port, metrics)
-    consumer = Consumer(broker.port, f"plant/{SITE}/+/prediction")
-    producer = mqtt_client("producer")
-    connect(producer, broker.port)
+    rows, edge, metrics, config, consumer, producer = mqtt_run(tmp_path, broker, 3, 40, 15)
     agent = AgentProcess(config)
     agent.wait_ready(metrics)
     publish_rows(producer, SITE, rows[:60])

@@ -183,3 +183,99 @@ def test_durations_and_sizes():
     for bad in ("-5s", "5 parsecs", True):
         with pytest.raises(AgentConfigError):
             parse_duration(bad, "x")
+
+
+def test_the_readme_agent_yaml_is_valid(tmp_path):
+    """The complete agent.yaml in the README parses (its paths pointed at files made here)."""
+    import re
+
+    import yaml
+
+    text = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = re.search(r"```yaml\n# agent.yaml\n(.*?)```", text, re.S).group(1)
+    data = yaml.safe_load(block)
+    make_bundle(
+        tmp_path / "pumps", features=("vibration_rms", "bearing_temp", "pressure"), threshold=0.5
+    )
+    make_bundle(tmp_path / "no-pressure", features=("vibration_rms", "bearing_temp"))
+    for name in (
+        "ca.crt",
+        "agent.crt",
+        "agent.key",
+        "agent.der",
+        "agent.pem",
+        "plc-3.der",
+        "backfill.csv",
+    ):
+        (tmp_path / name).write_text("x")
+    model = data["models"][0]
+    model["bundle"] = str(tmp_path / "pumps")
+    model["degradation"]["fallbacks"][0]["bundle"] = str(tmp_path / "no-pressure")
+    opcua = data["inputs"][1]["security"]
+    for key in ("certificate", "private_key", "server_certificate"):
+        opcua[key] = str(tmp_path / Path(opcua[key]).name)
+    data["inputs"][2]["path"] = str(tmp_path / "backfill.csv")
+    for key in ("ca_file", "cert_file", "key_file"):
+        data["mqtt"]["tls"][key] = str(tmp_path / Path(data["mqtt"]["tls"][key]).name)
+    data["state_dir"] = str(tmp_path / "state")
+    data["store"]["path"] = str(tmp_path / "state" / "agent.db")
+    cfg = parse_config(data, tmp_path)
+    assert cfg.models[0].alarm.k == 3 and cfg.models[0].alarm.min_duration == 7200
+    assert cfg.models[0].degradation.on_stale == ("fallback", "rule", "stop")
+    assert [type(i).__name__ for i in cfg.inputs] == [
+        "MQTTInputConfig",
+        "OPCUAInputConfig",
+        "FileInputConfig",
+    ]
+    assert (
+        cfg.mqtt.port == 8883
+        and cfg.mqtt.session_expiry == 86400
+        and cfg.store.outbox_max_bytes == 10**8
+    )
+    slot = ModelSlot(cfg.models[0], 0)
+    assert [sorted(r.without) for r in slot.fallbacks] == [["pressure"]]
+
+
+def test_check_config_prints_the_plan_and_errors_exit_2(base, tmp_path, capsys):
+    import yaml
+
+    from plantml.agent.cli import main
+
+    base["mqtt"] = {"host": "127.0.0.1", "port": 1883}
+    (tmp_path / "agent.yaml").write_text(yaml.safe_dump(base))
+    assert main(["check-config", "--config", str(tmp_path / "agent.yaml")]) == 0
+    out = capsys.readouterr().out
+    assert "model test-bundle: bundle test-bundle 1 (2 files verified), assets u*" in out
+    assert "alarm: score >= 0.5 (clear 0.5), 2 of 3" in out
+    assert "prediction: plant/plant1/{asset}/prediction" in out and "ok: config valid" in out
+    base["models"][0]["alarm"]["k"] = 9
+    (tmp_path / "agent.yaml").write_text(yaml.safe_dump(base))
+    assert main(["check-config", "--config", str(tmp_path / "agent.yaml")]) == 2
+    assert capsys.readouterr().err.startswith("error: models[0].alarm.k (9) must be <=")
+    with open(tmp_path / "bundle" / "model.onnx", "ab") as f:
+        f.write(b"\0")
+    base["models"][0]["alarm"]["k"] = 1
+    (tmp_path / "agent.yaml").write_text(yaml.safe_dump(base))
+    assert main(["check-config", "--config", str(tmp_path / "agent.yaml")]) == 2
+    assert "modified or corrupted" in capsys.readouterr().err
+
+
+def test_status_of_an_agent_that_is_not_running_reads_the_state_file(base, tmp_path, capsys):
+    import yaml
+
+    from plantml.agent.cli import main
+    from plantml.agent.store import Store
+
+    base["metrics"] = {"port": 1}  # nothing listens there
+    (tmp_path / "agent.yaml").write_text(yaml.safe_dump(base))
+    store = Store(tmp_path / "state" / "agent.db")
+    with store.transaction():
+        store.log_rejected(
+            [("mqtt:plant/x/u1/telemetry", "u1", None, None, "not_json", "payload is not JSON")],
+            1.0,
+            10,
+        )
+    assert main(["status", "--config", str(tmp_path / "agent.yaml")]) == 1
+    captured = capsys.readouterr()
+    assert "agent not reachable at http://127.0.0.1:1" in captured.err
+    assert "outbox messages" in captured.out and "not_json" in captured.out

@@ -92,7 +92,7 @@ def _check(args: argparse.Namespace) -> int:
 
 
 def _status(args: argparse.Namespace) -> int:
-    from plantml.agent.status import fetch, render, render_offline
+    from plantml.agent.status import fetch, rejected_table, render, render_offline
 
     cfg = load_config(args.config) if args.config else None
     url = args.url
@@ -123,25 +123,8 @@ def _status(args: argparse.Namespace) -> int:
         return 1
     print(render(metrics, health, url))
     if rejected:
-        from plantml.agent.status import table
-
         print()
-        print(
-            table(
-                ["recent rejected: source", "asset", "model", "column", "reason", "message"],
-                [
-                    [
-                        r["source"],
-                        r["asset"],
-                        r["model"],
-                        r["column"],
-                        r["reason"],
-                        r["message"][:80],
-                    ]
-                    for r in rejected
-                ],
-            )
-        )
+        print(rejected_table(rejected))
     return 0 if health.get("live") else 1
 
 

@@ -9,6 +9,7 @@ silently ignored on a plant).
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import math
 import re
@@ -138,6 +139,9 @@ class Section:
         value = self.raw(name, default)
         if value is None:
             return None
+        if isinstance(value, str):  # PyYAML reads 1.0e12 (no sign in the exponent) as text
+            with contextlib.suppress(ValueError):
+                value = float(value)
         if (
             isinstance(value, bool)
             or not isinstance(value, int | float)

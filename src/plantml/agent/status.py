@@ -176,25 +176,19 @@ def render(metrics_text: str, health: dict[str, Any], url: str) -> str:
     return "\n\n".join(parts)
 
 
+def rejected_table(rejected: list[dict[str, Any]]) -> str:
+    """The most recent rejected rows (from the state file), newest first."""
+    keys = ("source", "asset", "model", "column", "reason")
+    return table(
+        ["recent rejected: source", "asset", "model", "column", "reason", "message"],
+        [[*(r[k] for k in keys), r["message"][:80]] for r in rejected],
+    )
+
+
 def render_offline(counts: dict[str, int], rejected: list[dict[str, Any]], path: str) -> str:
     """What the state file says when the agent is not running."""
     parts = [f"state file {path} (agent not reachable)"]
     parts.append(table(["state", "value"], [[k.replace("_", " "), v] for k, v in counts.items()]))
     if rejected:
-        parts.append(
-            table(
-                ["rejected: source", "asset", "model", "column", "reason", "message"],
-                [
-                    [
-                        r["source"],
-                        r["asset"],
-                        r["model"],
-                        r["column"],
-                        r["reason"],
-                        r["message"][:80],
-                    ]
-                    for r in rejected
-                ],
-            )
-        )
+        parts.append(rejected_table(rejected))
     return "\n\n".join(parts)

@@ -18,10 +18,13 @@ their timestamps advance by the bundle's sampling period per row.
 3. **check**: every prediction arrived exactly once after deduplication by id,
    in order per asset (duplicates are counted);
 4. **plantml-edge stream** on the same rows read from a CSV file (no broker):
-   rows/s and CPU seconds per row, against the agent's CPU seconds per row.
+   rows/s and CPU seconds per row, against the agent's CPU seconds per row over
+   the same rows (the agent's overhead as a ratio).
 
-The largest fleet one core keeps up with at 1 row/s is the fill rows/s (the
-agent saturating its core); the steady CPU share cross-checks it.
+The largest fleet one core keeps up with at 1 row/s is 1 / (the agent's CPU
+seconds per row in the steady phase, where every row is predicted, published,
+logged and acknowledged). On a shared machine the wall-clock numbers (rows/s,
+latency) depend on the load; the load average is reported with them.
 
 Reproduce (the README numbers; 2 shared cores)::
 
@@ -267,9 +270,6 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=120, help="steady phase, seconds")
     parser.add_argument("--outage", type=float, default=30, help="broker down this long (0: none)")
     parser.add_argument("--outage-at", type=float, default=30, help="seconds into the steady phase")
-    parser.add_argument(
-        "--edge-steps", type=int, default=60, help="rows per asset for plantml-edge stream"
-    )
     parser.add_argument("--json", type=Path, help="write the results here")
     args = parser.parse_args()
     if not (args.bundle / "manifest.json").is_file():
@@ -354,6 +354,7 @@ def main() -> None:
             cpu1, rss1 = proc_stats(pid)
             results["fill"] = {
                 "rows": n * first,
+                "load_average": os.getloadavg()[0],
                 "seconds": fill_s,
                 "rows_per_s": n * first / fill_s,
                 "agent_cpu_s_per_row": (cpu1 - cpu0) / (n * first),
@@ -383,7 +384,7 @@ def main() -> None:
                     broker.start()
                     outage_done = True
                     results["outage"] = {"at_s": args.outage_at, "seconds": args.outage}
-                samples.append((time.time(), *proc_stats(pid)))
+                samples.append((time.time(), *proc_stats(pid), os.getloadavg()[0]))
                 time.sleep(1.0)
             producer.join()
             steady_end = time.time()
@@ -397,12 +398,19 @@ def main() -> None:
                 every=0.5,
             )
             time.sleep(2)
-            _cpu2, rss2 = proc_stats(pid)
+            cpu2, rss2 = proc_stats(pid)
+            steady_rows = (
+                metric_value(agent.metrics(metrics), "plantml_agent_rows_received_total")
+                - n * first
+            )
             text = agent.metrics(metrics)
             window = [s for s in samples if s[0] >= t0 + 10] or samples
             share = (window[-1][1] - window[0][1]) / max(window[-1][0] - window[0][0], 1e-9)
+            results["agent_cpu_s_per_row_all"] = (cpu2 - cpu0) / (n * first + steady_rows)
             results["steady"] = {
                 "seconds": steady_end - t0,
+                "agent_cpu_s_per_row": (cpu2 - cpu1) / steady_rows,
+                "load_average": float(np.mean([s[3] for s in samples])),
                 "rows": expected,
                 "offered_rows_per_s": n * args.rate,
                 "agent_cpu_share": share,
@@ -427,9 +435,7 @@ def main() -> None:
             results["consumer"]["unique"] == n * steady_steps and results["consumer"]["in_order"]
         )
         rows = Rows(bundle, n, steps)
-        results["edge_stream"] = edge_stream(
-            args.bundle, rows, n, min(args.edge_steps, steps), folder
-        )
+        results["edge_stream"] = edge_stream(args.bundle, rows, n, steps, folder)  # the same rows
     fill, steady, cons, edge = (
         results["fill"],
         results["steady"],
@@ -438,20 +444,23 @@ def main() -> None:
     )
     e2e = results["e2e"].get("before_outage") or results["e2e"]["all"]
     results["largest_fleet_per_core_at_1_row_s"] = {
-        "from_fill_rows_per_s": fill["rows_per_s"],
-        "from_steady_cpu_share": n * args.rate / max(steady["agent_cpu_share"], 1e-9),
+        "from_steady_cpu_per_row": 1.0 / steady["agent_cpu_s_per_row"],
+        "from_fill_cpu_per_row": 1.0 / fill["agent_cpu_s_per_row"],
+        "fill_rows_per_s_on_this_machine": fill["rows_per_s"],
     }
     results["agent_overhead_vs_edge_stream_cpu"] = (
-        fill["agent_cpu_s_per_row"] / edge["cpu_s_per_row"]
+        results["agent_cpu_s_per_row_all"] / edge["cpu_s_per_row"]
     )
     print(json.dumps(results, indent=2))
     print(
-        f"\n{n} assets x {args.rate:g} row/s: fill {fill['rows_per_s']:.0f} rows/s; steady CPU share "
-        f"{steady['agent_cpu_share']:.2f}; e2e p50 {e2e['p50_s'] * 1e3:.0f} ms, p99 {e2e['p99_s'] * 1e3:.0f} ms (before the outage); "
+        f"\n{n} assets x {args.rate:g} row/s (load average {steady['load_average']:.1f}): fill "
+        f"{fill['rows_per_s']:.0f} rows/s; steady CPU share {steady['agent_cpu_share']:.2f}, "
+        f"{steady['agent_cpu_s_per_row'] * 1e6:.0f} us CPU/row (one core: "
+        f"{1 / steady['agent_cpu_s_per_row']:.0f} assets at 1 row/s); e2e p50 {e2e['p50_s'] * 1e3:.0f} ms, p99 {e2e['p99_s'] * 1e3:.0f} ms (before the outage); "
         f"RSS {steady['rss_start_mb']:.0f} -> {steady['rss_end_mb']:.0f} MB ({steady['rss_growth'] * 100:+.1f} %); "
         f"unique {cons['unique']}/{n * steady_steps}, duplicates {cons['duplicates']}, in order {cons['in_order']}; "
         f"edge stream {edge['rows_per_s']:.0f} rows/s ({edge['cpu_s_per_row'] * 1e6:.0f} us CPU/row), agent "
-        f"{fill['agent_cpu_s_per_row'] * 1e6:.0f} us CPU/row ({results['agent_overhead_vs_edge_stream_cpu']:.2f}x)"
+        f"{results['agent_cpu_s_per_row_all'] * 1e6:.0f} us CPU/row ({results['agent_overhead_vs_edge_stream_cpu']:.2f}x)"
     )
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))

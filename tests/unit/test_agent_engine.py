@@ -335,3 +335,20 @@ print(rc, sorted(m for m in {FORBIDDEN!r} if m in sys.modules))
     assert out.stdout.strip().splitlines()[-1] == "0 []"
     db = sqlite3.connect(tmp_path / "state" / "agent.db")
     assert db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == 4
+
+
+def test_a_redelivered_row_is_counted_not_reported(tmp_path, bundle):
+    from plantml.agent.inputs.base import Record
+
+    write_csv(tmp_path / "rows.csv", fleet_rows(n_assets=1, n=5, seed=9))
+    service = run(tmp_path, [{"bundle": "bundle"}], [{"type": "file", "path": "rows.csv"}])
+    service.store = type(service.store)(tmp_path / "state" / "agent.db")
+    service.engine.store = service.store
+    again = Record(
+        "u0", "3", {"a": 1.0, "b": 2.0}, "mqtt:plant/s1/u0/telemetry", 0.0, redelivered=True
+    )
+    backwards = Record("u0", "2", {"a": 1.0, "b": 2.0}, "mqtt:plant/s1/u0/telemetry", 0.0)
+    service.engine.process([again, backwards])
+    assert [r["reason"] for r in rejected(tmp_path)] == ["time_order"]
+    text = service.telemetry.render().decode()
+    assert 'reason="redelivered"} 1.0' in text and 'reason="time_order"} 1.0' in text

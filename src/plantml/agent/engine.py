@@ -43,6 +43,10 @@ from plantml.edge import Prediction, RowError
 
 log = logging.getLogger("plantml.agent")
 LOGGED_REJECTIONS = 20  # per summary interval; the rest are counted and stored
+REDELIVERED = (
+    "the broker delivered this row again after a lost acknowledgement; the agent already "
+    "processed it (nothing to fix)"
+)
 
 
 @dataclass
@@ -284,6 +288,8 @@ class Engine:
             t = to_seconds(record.time)
             if t is not None and ss.last_time is not None and t <= ss.last_time:
                 reason = "duplicate" if t == ss.last_time else "time_order"
+                if record.redelivered:  # processed before its acknowledgement was lost
+                    return Problem("redelivered", REDELIVERED, column)
             else:
                 reason = "bad_time"
         elif column == bundle.asset_column:
@@ -376,8 +382,13 @@ class Engine:
 
     # -- rejections ----------------------------------------------------------------------------------
     def reject(self, batch: Batch, record: Record, model: str, problem: Problem) -> None:
-        """Count, store, log (the first few per interval) and publish a rejected row."""
+        """Count, store, log (the first few per interval) and publish a rejected row.
+
+        A redelivered row the agent already processed is only counted: it is not bad data.
+        """
         self.telemetry.rejected(model, problem.reason)
+        if problem.reason == "redelivered":
+            return
         entry = {
             "source": record.source,
             "asset": record.asset,

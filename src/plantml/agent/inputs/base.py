@@ -49,6 +49,7 @@ class Record:
     problem: Problem | None = None
     ack: Callable[[], None] | None = field(default=None, repr=False)
     position: tuple[str, int] | None = None
+    redelivered: bool = False  # MQTT DUP: the broker sent it again after a lost acknowledgement
 
 
 class Input(Protocol):

@@ -93,6 +93,8 @@ class MQTTInput(Connection):
             levels = message.topic.split("/")
             asset = levels[self.asset_level] if len(levels) > self.asset_level else None
         records = parse_payload(message.payload, f"mqtt:{message.topic}", received, asset)
+        for record in records:
+            record.redelivered = bool(message.dup)
         if message.qos > 0:
             records[-1].ack = partial(self._ack, self.generation, message.mid, message.qos)
         for record in records:

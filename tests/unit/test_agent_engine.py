@@ -113,6 +113,10 @@ BAD_LINES = [
     ('{"asset": "u/0", "ts": 5, "values": {"a": 1, "b": 2}}', "bad_asset"),
     ('{"asset": "u0", "ts": 15, "values": {"a": 1}}', "missing_column"),
     ('{"asset": "u0", "ts": 16, "values": {"a": 1, "b": null}}', "missing_value"),
+    ('{"asset": "u0", "ts": 17, "values": {"a": [1, 2], "b": 2}}', "bad_value"),
+    ('{"asset": "u0", "ts": 18, "values": {"a": true, "b": 2}}', "bad_value"),
+    ('{"asset": "u0", "ts": 19, "values": {"a": 1' + "0" * 400 + ', "b": 2}}', "out_of_range"),
+    ('{"asset": "u0", "ts": 20, "values": {"a": NaN, "b": 2}}', "bad_value"),
 ]
 
 
@@ -165,7 +169,7 @@ def test_malformed_payloads_are_counted_reported_and_the_agent_goes_on(tmp_path,
     assert times[-1] == 30 and 10 in times
     counts = service.telemetry.render().decode()
     assert 'plantml_agent_rows_rejected_total{model="",reason="not_json"} 1.0' in counts
-    assert 'reason="out_of_range"} 1.0' in counts
+    assert 'reason="out_of_range"} 2.0' in counts
 
 
 def with_fallback(folder: Path) -> Path:

@@ -82,28 +82,36 @@ class Validator:
     ):
         self.max_abs, self.bounds, self.categorical = max_abs, bounds, categorical
 
-    def problem(self, column: str, value: Any) -> str | None:
-        """None for a valid value; else why not (missing values return ``"missing"``)."""
+    def problem(self, column: str, value: Any) -> tuple[str, str] | None:
+        """None for a valid value, else (reason, message): ``missing`` (the runtime reports it,
+        a held value may fill it), ``bad_value`` or ``out_of_range``."""
         if value is None or (isinstance(value, str) and not value.strip()):
-            return "missing"
+            return "missing", ""
         if column in self.categorical:
-            return None if isinstance(value, str | int) and not isinstance(value, bool) else "bad"
-        if isinstance(value, bool):
-            return "bad"
+            if isinstance(value, str | int) and not isinstance(value, bool):
+                return None
+            return "bad_value", f"operating condition {value!r} is not text or a whole number"
+        if isinstance(value, bool) or not isinstance(value, int | float | str):
+            return "bad_value", f"not a number: {value!r} (send a number or drop the row)"
         try:
             number = float(value)
-        except (TypeError, ValueError):
-            return "bad"
-        if not math.isfinite(number):
-            return "bad"
-        if abs(number) > self.max_abs:
+        except ValueError:
+            return "bad_value", f"not a number: {value!r} (fix the value or drop the row)"
+        except OverflowError:
+            number = math.inf
+        if math.isnan(number):
             return (
-                f"value {value!r} is beyond limits.max_abs ({self.max_abs:g}); a sensor fault or "
-                "a unit error? fix the source or raise limits.max_abs"
+                "bad_value",
+                "value is NaN; the model needs a finite number (fix the value or drop the row)",
+            )
+        if abs(number) > self.max_abs:
+            return "out_of_range", (
+                f"value {str(value)[:40]} is beyond limits.max_abs ({self.max_abs:g}); a sensor "
+                "fault or a unit error? fix the source or raise limits.max_abs"
             )
         low_high = self.bounds.get(column)
         if low_high and not low_high[0] <= number <= low_high[1]:
-            return (
+            return "out_of_range", (
                 f"value {value!r} is outside limits.bounds.{column} {list(low_high)}; fix the "
                 "sensor or the bounds"
             )

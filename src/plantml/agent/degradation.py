@@ -182,7 +182,7 @@ class Degrader:
         asset: str,
         record: Record,
         row: dict,
-        invalid: dict[str, str],
+        invalid: dict[str, Problem],
         batch: Batch,
     ) -> None:
         """One row in a degraded mode."""
@@ -193,9 +193,7 @@ class Degrader:
                 return
             bad = [c for c in runner.sensors if c in invalid]
             if bad:
-                engine.reject(
-                    batch, record, slot.name, Problem("out_of_range", invalid[bad[0]], bad[0])
-                )
+                engine.reject(batch, record, slot.name, invalid[bad[0]])
                 return
             prediction = engine.feed(slot, runner, ss, asset, row, record, batch)
             if prediction is not None:

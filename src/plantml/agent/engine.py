@@ -118,7 +118,16 @@ class Engine:
         """Process and commit a batch, then acknowledge its records."""
         batch = Batch()
         for record in records:
-            self._record(record, batch)
+            try:
+                self._record(record, batch)
+            except Exception as exc:  # a row must never stop the agent: report it and go on
+                log.exception(
+                    "internal error on a row from %s (asset %s)", record.source, record.asset
+                )
+                problem = Problem(
+                    "internal_error", f"{type(exc).__name__}: {exc} (please report it)"
+                )
+                self.reject(batch, record, "", problem)
             if record.position is not None:
                 batch.positions[record.position[0]] = record.position[1]
         self.commit(batch)
@@ -183,11 +192,11 @@ class Engine:
             problem = self.validator.problem(column, value)
             if problem is None:
                 clean[column] = value
-            elif problem in ("missing", "bad"):
-                clean[column] = value  # the runtime rejects it with its own message
+            elif problem[0] == "missing":
+                clean[column] = value  # the runtime reports it (unless a held value fills it)
                 missing.append(column)
             else:
-                invalid[column] = problem
+                invalid[column] = Problem(problem[0], problem[1], column)
         missing += [c for c in self.sensors if c not in record.values]
         held = state.hold_candidates(t, missing + list(invalid))
         state.observe(t, {c: v for c, v in clean.items() if c not in missing})
@@ -220,7 +229,7 @@ class Engine:
         asset: str,
         record: Record,
         row: dict,
-        invalid: dict[str, str],
+        invalid: dict[str, Problem],
         t: float | None,
         batch: Batch,
     ) -> None:
@@ -232,9 +241,7 @@ class Engine:
             prediction = None
             bad = [c for c in runner.sensors if c in invalid]
             if bad:
-                self.reject(
-                    batch, record, slot.name, Problem("out_of_range", invalid[bad[0]], bad[0])
-                )
+                self.reject(batch, record, slot.name, invalid[bad[0]])
             else:
                 prediction = self.feed(slot, runner, ss, asset, row, record, batch)
             if ss.mode != "primary" and prediction is not None:

@@ -356,3 +356,26 @@ def test_a_redelivered_row_is_counted_not_reported(tmp_path, bundle):
     assert [r["reason"] for r in rejected(tmp_path)] == ["time_order"]
     text = service.telemetry.render().decode()
     assert 'reason="redelivered"} 1.0' in text and 'reason="time_order"} 1.0' in text
+
+
+def test_a_full_outbox_drops_the_oldest_and_says_so(tmp_path, bundle):
+    write_csv(tmp_path / "rows.csv", fleet_rows(n_assets=2, n=40, seed=10))
+    run(
+        tmp_path,
+        [{"bundle": "bundle"}],
+        [{"type": "file", "path": "rows.csv"}],
+        store={"outbox_max_bytes": "8KB"},
+        processing={"batch": 10},
+    )
+    kept = outbox(tmp_path)
+    notices = [m for m in kept if m["kind"] == "outbox_dropped"]
+    assert notices and notices[-1]["models"][0]["bundle_sha256"]
+    predictions = [m for m in kept if m["kind"] == "prediction"]
+    # the newest survive, in order; the log still has every prediction
+    assert [int(m["time"]) for m in predictions if m["asset"] == "u0"][-1] == 40
+    db = sqlite3.connect(tmp_path / "state" / "agent.db")
+    dropped = db.execute("SELECT value FROM meta WHERE key = 'dropped'").fetchone()[0]
+    assert notices[-1]["dropped_total"] == dropped > 0  # the notice of the last drop
+    assert db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] == 2 * 38
+    size = db.execute("SELECT SUM(bytes) FROM outbox").fetchone()[0]
+    assert size <= 8000 + 400  # the bound, plus the last notice

@@ -85,6 +85,10 @@ class Validator:
     def problem(self, column: str, value: Any) -> tuple[str, str] | None:
         """None for a valid value, else (reason, message): ``missing`` (the runtime reports it,
         a held value may fill it), ``bad_value`` or ``out_of_range``."""
+        kind = type(value)
+        if (kind is float or kind is int) and column not in self.bounds:  # the common case, fast
+            if -self.max_abs <= value <= self.max_abs and column not in self.categorical:
+                return None  # (NaN fails the comparison and is handled below)
         if value is None or (isinstance(value, str) and not value.strip()):
             return "missing", ""
         if column in self.categorical:

@@ -251,6 +251,7 @@ class Service:
             removed = self.store.prune_log(store.log_max_age, store.log_max_bytes, now)
         if removed:
             self.telemetry.log_rows_pruned.inc(removed)
+        self.store.db.execute("PRAGMA wal_checkpoint(PASSIVE)")  # keep the WAL short for months
         self.outbox = self.store.outbox_depth()
         if self.publisher is None:
             self.telemetry.outbox_messages.set(self.outbox[0])

@@ -103,6 +103,7 @@ class Store:
                 self.path, timeout=30.0, isolation_level=None, check_same_thread=False
             )
             self.db.execute("PRAGMA journal_mode=WAL")
+            self.db.execute("PRAGMA journal_size_limit=67108864")  # WAL truncated past 64 MiB
             self.db.execute(f"PRAGMA synchronous={synchronous.upper()}")
             version = self.db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:

@@ -86,9 +86,9 @@ class Validator:
         """None for a valid value, else (reason, message): ``missing`` (the runtime reports it,
         a held value may fill it), ``bad_value`` or ``out_of_range``."""
         kind = type(value)
-        if (kind is float or kind is int) and column not in self.bounds:  # the common case, fast
-            if -self.max_abs <= value <= self.max_abs and column not in self.categorical:
-                return None  # (NaN fails the comparison and is handled below)
+        plain = (kind is float or kind is int) and column not in self.bounds
+        if plain and column not in self.categorical and -self.max_abs <= value <= self.max_abs:
+            return None  # the common case, fast (NaN fails the comparison: handled below)
         if value is None or (isinstance(value, str) and not value.strip()):
             return "missing", ""
         if column in self.categorical:

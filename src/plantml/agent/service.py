@@ -74,9 +74,8 @@ class Service:
         if mqtt is not None:
             from plantml.agent.publisher import Publisher
 
-            self.publisher = Publisher(
-                mqtt, Store(cfg.store.path, cfg.store.synchronous), self.telemetry
-            )
+            # deletes need no fsync: one lost in a power cut is a message sent again
+            self.publisher = Publisher(mqtt, Store(cfg.store.path, "normal"), self.telemetry)
         self.inputs = [self._input(i) for i in cfg.inputs]
         self.metrics = None
         if cfg.metrics_port is not None:

@@ -279,3 +279,18 @@ def test_status_of_an_agent_that_is_not_running_reads_the_state_file(base, tmp_p
     captured = capsys.readouterr()
     assert "agent not reachable at http://127.0.0.1:1" in captured.err
     assert "outbox messages" in captured.out and "not_json" in captured.out
+
+
+def test_a_busy_metrics_port_is_a_clear_error():
+    import socket
+
+    from plantml.agent.metrics import MetricsServer, Telemetry
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(
+            AgentConfigError, match=f"cannot listen on 127.0.0.1:{port}.*change metrics.port"
+        ):
+            MetricsServer(Telemetry(), dict, "127.0.0.1", port)

@@ -25,6 +25,7 @@ from prometheus_client import (
     generate_latest,
 )
 
+from plantml.agent.errors import AgentConfigError
 from plantml.agent.summary import IntervalStats
 
 LATENCY_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0)
@@ -213,7 +214,13 @@ class MetricsServer:
         handler = type(
             "Handler", (_Handler,), {"telemetry": telemetry, "health": staticmethod(health)}
         )
-        self.server = ThreadingHTTPServer((host, port), handler)
+        try:
+            self.server = ThreadingHTTPServer((host, port), handler)
+        except OSError as exc:
+            raise AgentConfigError(
+                f"metrics: cannot listen on {host}:{port} ({exc.strerror}); another process "
+                "uses the port (another agent?): stop it or change metrics.port"
+            ) from None
         self.server.daemon_threads = True
         self.address = self.server.server_address
         self.thread = threading.Thread(

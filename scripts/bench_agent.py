@@ -308,7 +308,7 @@ def main() -> None:
                 },
                 "metrics": {"port": metrics},
                 "store": {"outbox_max_bytes": "1GB"},
-                "processing": {"queue": 50000, "batch": 1000},
+                "processing": {"batch": 1000},  # the default queue bound (10000 rows)
             },
         )
         agent = AgentProcess(config)
@@ -384,7 +384,8 @@ def main() -> None:
                     broker.start()
                     outage_done = True
                     results["outage"] = {"at_s": args.outage_at, "seconds": args.outage}
-                samples.append((time.time(), *proc_stats(pid), os.getloadavg()[0]))
+                depth = metric_value(agent.metrics(metrics), "plantml_agent_queue_depth")
+                samples.append((time.time(), *proc_stats(pid), os.getloadavg()[0], depth))
                 time.sleep(1.0)
             producer.join()
             steady_end = time.time()
@@ -418,10 +419,12 @@ def main() -> None:
                 "rss_end_mb": rss2 / 2**20,
                 "rss_growth": rss2 / rss1 - 1,
                 "producer": prod_out.get(timeout=10),
-                "rejected": metric_value(text, "plantml_agent_rows_rejected_total"),
-                "rejected_duplicate": metric_value(
-                    text, "plantml_agent_rows_rejected_total", reason="duplicate"
-                ),
+                "rejected_by_reason": {
+                    r: metric_value(text, "plantml_agent_rows_rejected_total", reason=r)
+                    for r in ("redelivered", "duplicate", "time_order", "bad_value")
+                },
+                "max_queue_depth": max(x[5] for x in samples),
+                "rss_at_60s_mb": next((x[2] for x in samples if x[0] >= t0 + 60), rss1) / 2**20,
                 "predictions": metric_value(text, "plantml_agent_predictions_total"),
             }
         finally:
@@ -457,7 +460,9 @@ def main() -> None:
         f"{fill['rows_per_s']:.0f} rows/s; steady CPU share {steady['agent_cpu_share']:.2f}, "
         f"{steady['agent_cpu_s_per_row'] * 1e6:.0f} us CPU/row (one core: "
         f"{1 / steady['agent_cpu_s_per_row']:.0f} assets at 1 row/s); e2e p50 {e2e['p50_s'] * 1e3:.0f} ms, p99 {e2e['p99_s'] * 1e3:.0f} ms (before the outage); "
-        f"RSS {steady['rss_start_mb']:.0f} -> {steady['rss_end_mb']:.0f} MB ({steady['rss_growth'] * 100:+.1f} %); "
+        f"RSS {steady['rss_start_mb']:.0f} (after the fill) -> {steady['rss_at_60s_mb']:.0f} (60 s) -> "
+        f"{steady['rss_end_mb']:.0f} MB ({(steady['rss_end_mb'] / steady['rss_at_60s_mb'] - 1) * 100:+.1f} % "
+        f"after 60 s); max queue {steady['max_queue_depth']:.0f}; "
         f"unique {cons['unique']}/{n * steady_steps}, duplicates {cons['duplicates']}, in order {cons['in_order']}; "
         f"edge stream {edge['rows_per_s']:.0f} rows/s ({edge['cpu_s_per_row'] * 1e6:.0f} us CPU/row), agent "
         f"{results['agent_cpu_s_per_row_all'] * 1e6:.0f} us CPU/row ({results['agent_overhead_vs_edge_stream_cpu']:.2f}x)"

@@ -15,7 +15,7 @@ a temporary folder):
 
 Reproduce (the numbers in the edge README section, 2-core CPU):
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_edge.py --rows 100000 --assets 20 --threads 1
+    .venv/bin/python scripts/bench_edge.py --rows 100000 --assets 20 --threads 1
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ import numpy as np
 from plantml.edge import EdgeModel, StreamingPredictor, load_bundle
 from plantml.edge.bundle import write_manifest
 from plantml.edge.io import write_csv
+from plantml.threads import limit_threads
 
 LENGTH, CHANNELS, HIDDEN = 30, 14, 32
 
@@ -191,10 +192,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--bundle", type=Path, help="bundle folder (default: a synthetic LSTM)")
     parser.add_argument("--rows", type=int, default=100_000, help="rows in the batch table")
     parser.add_argument("--assets", type=int, default=20, help="assets in the batch table")
-    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="onnxruntime intra-op threads, and the OpenMP limit"
+    )
     parser.add_argument("--batch-size", type=int, default=1024, help="windows per ONNX call")
     parser.add_argument("--latency-iters", type=int, default=2000, help="single-window calls")
     args = parser.parse_args(argv)
+    limit_threads(args.threads)
 
     with tempfile.TemporaryDirectory() as tmp:
         bundle_dir = args.bundle or synthetic_bundle(Path(tmp) / "bundle")

@@ -18,6 +18,7 @@ from hydra.core.global_hydra import GlobalHydra
 from hydra.errors import HydraException
 from omegaconf import DictConfig, open_dict
 
+import plantml.resolvers  # noqa: F401  (before any compose)
 from plantml.errors import ConfigError
 
 

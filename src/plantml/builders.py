@@ -12,7 +12,7 @@ from plantml.data.datamodule import SensorDataModule
 from plantml.errors import ConfigError, PlantMLError
 
 log = logging.getLogger(__name__)
-TASK_ONLY_KEYS = ("monitor", "mode")  # read by callbacks, not task arguments
+TASK_ONLY_KEYS = ("monitor", "mode", "name")  # read by callbacks and run names, not the task
 
 
 def instantiate(node: DictConfig, what: str, **kwargs):

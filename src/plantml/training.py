@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -67,6 +68,37 @@ class RunInfo(Callback):
         }
 
 
+def link_latest(output_dir: Path) -> None:
+    """Point ``<run_name>/latest`` at this run folder (``outputs/<run_name>/runs/<time>``), so
+    that the next command can name the newest run without its time stamp."""
+    if output_dir.parent.name != "runs":
+        return  # a folder of the user's choosing: nothing to keep track of
+    link = output_dir.parent.parent / "latest"
+    tmp = link.with_name(f".latest-{os.getpid()}")
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(output_dir.resolve(), target_is_directory=True)
+        os.replace(tmp, link)  # atomic: a reader sees the old run or the new one
+    except OSError as exc:  # a file system without symlinks: the run itself is fine
+        log.debug("no %s link: %s", link, exc)
+
+
+def settings_line(cfg: DictConfig) -> str:
+    """The settings a reader checks first, in one line (the full config is config.yaml)."""
+    data, window = cfg.data, cfg.data.get("window", {})
+    split = data.get("split_by", {})
+    parts = [
+        f"data={data.source.get('_target_', '?').rsplit('.', 1)[-1]}",
+        f"window length {window.get('length')} stride {window.get('stride')}",
+        f"split by {split.get('method')}",
+        f"task={cfg.task.get('_target_', '?').rsplit('.', 1)[-1]}",
+        f"model={cfg.model.get('_target_', '?').rsplit('.', 1)[-1]}",
+        f"max_epochs {cfg.trainer.get('max_epochs')}",
+        f"seed {cfg.get('seed')}",
+    ]
+    return ", ".join(parts)
+
+
 def _checkpoint_callback(trainer: L.Trainer) -> ModelCheckpoint | None:
     return next((c for c in trainer.callbacks if isinstance(c, ModelCheckpoint)), None)
 
@@ -78,6 +110,7 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
     """
     output_dir = Path(cfg.paths.output_dir)
     check_trainer(cfg)
+    log.info("run %s: %s", cfg.get("run_name"), settings_line(cfg))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
@@ -95,6 +128,7 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
         output_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
         write_json(output_dir / "lineage.json", info)
+        link_latest(output_dir)
     for logger in loggers:
         logger.log_hyperparams({**resolved, "lineage": info})
     trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -106,6 +140,7 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
     best = checkpoint.best_model_path if checkpoint and checkpoint.best_model_path else None
     task.results = {}
     task.n_boot = int(cfg.get("bootstrap", 0))
+    task.boot_method = str(cfg.get("bootstrap_method", "auto"))
     if cfg.get("evaluate", True):
         trainer.validate(task, datamodule=datamodule, ckpt_path=best, verbose=False)
         # held-out test assets (sources with an official test set score it with plantml-eval)

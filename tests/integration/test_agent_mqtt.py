@@ -40,7 +40,7 @@ from tests.agent_support import (
     write_config,
     write_rows_csv,
 )
-from tests.edge_bundles import fleet_rows, make_bundle
+from tests.bundles import fleet_rows, make_bundle
 
 pytestmark = pytest.mark.slow
 SITE = "s1"

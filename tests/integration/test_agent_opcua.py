@@ -19,7 +19,7 @@ import pytest
 from plantml.agent.config import parse_config
 from plantml.agent.service import Service
 from tests.agent_support import free_port, wait_for
-from tests.edge_bundles import make_bundle, reference
+from tests.bundles import make_bundle, reference
 
 pytestmark = pytest.mark.slow
 ASSETS = {"press-1": ("a", "b"), "press-2": ("a", "b")}

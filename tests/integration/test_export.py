@@ -9,17 +9,15 @@ import onnx
 import pandas as pd
 import pytest
 
-from tests.integration.helpers import TINY, run_cli, run_dirs
+from tests.integration.helpers import QUICK, run_cli
 
-pytestmark = pytest.mark.filterwarnings("ignore")
-QUICK = ["measure.repeats=20", "measure.windows=400"]
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("export")
-    run_cli("plantml-train", *TINY, "bootstrap=0", "model.hidden_size=32", cwd=cwd)
-    return cwd, run_dirs(cwd, "synthetic_failure")[-1] / "checkpoints" / "best.ckpt"
+def run(tiny_run, tmp_path_factory):
+    """A folder of this module's own and the shared tiny run's checkpoint (LSTM 32 x 2)."""
+    return tmp_path_factory.mktemp("export"), tiny_run.ckpt
 
 
 def _export(cwd, ckpt, recipe, *extra):
@@ -64,13 +62,13 @@ def test_int8_recipe_writes_a_verified_bundle_and_report(run):
     assert proc.returncode == 0
 
 
-def test_bundle_predicts_on_raw_rows_like_torch(run):
+def test_bundle_predicts_on_raw_rows_like_torch(run, fp32_export):
     """The edge runtime on the cleaned rows of one asset gives the checkpoint's predictions."""
     from plantml.evaluation.checkpoint import load_run
     from plantml.export.onnx import predictor, run_torch
 
     cwd, ckpt = run
-    out, _ = _export(cwd, ckpt, "fp32")
+    out = fp32_export
     _, _, datamodule, task, _ = load_run(ckpt, [])
     data = datamodule.data
     index = data.windows["val"]
@@ -145,10 +143,32 @@ def test_export_bad_inputs(run):
         "plantml-export",
         f"ckpt_path={ckpt}",
         "export=int8",
-        "export.max_metric_change={f1:-1.0}",
         f"export_dir={cwd / 'export'}",
         *QUICK,
+        "export.max_metric_change={f1:-1.0}",  # after QUICK, which switches the limit off
         cwd=cwd,
         expect_ok=False,
     )
     assert proc.returncode == 2 and "worse than allowed" in proc.stderr
+
+
+def test_every_variant_gets_its_own_threshold_from_validation(run):
+    """An INT8 model scores differently from its float parent: its alarm threshold is
+    calibrated again on the validation windows with its own scores."""
+    import torch
+
+    from plantml.evaluation.checkpoint import load_run
+    from plantml.evaluation.metrics import best_f1_threshold
+    from plantml.export import onnx as ox
+
+    cwd, ckpt = run
+    out, report = _export(cwd, ckpt, "int8")
+    _, _, datamodule, _, _ = load_run(ckpt, [])
+    val = datamodule.dataset("val")
+    windows, y = val.gather(np.arange(len(val))), val.index.targets
+    for variant in report["variants"][1:]:
+        pred = ox.run_onnx(ox.session(variant["file"], 1), windows)
+        expected = best_f1_threshold(torch.from_numpy(pred), torch.from_numpy(y))
+        assert variant["threshold"] == pytest.approx(expected)
+    manifest = json.loads((out / "bundle" / "manifest.json").read_text())
+    assert manifest["task"]["threshold"] == pytest.approx(report["variants"][-1]["threshold"])

@@ -55,7 +55,7 @@ def test_fallback_bundles_are_trained_sealed_and_served(tmp_path):
 
 def test_the_agent_picks_the_fallback_for_the_stale_set(tmp_path):
     from plantml.edge.bundle import write_manifest
-    from tests.edge_bundles import make_bundle
+    from tests.bundles import make_bundle
 
     main = make_bundle(tmp_path / "main", features=("a", "b", "c"))
     make_bundle(main / "fallbacks" / "without-a", features=("b", "c"))

@@ -11,7 +11,7 @@ from plantml.agent.config import load_config, parse_config
 from plantml.agent.errors import AgentConfigError
 from plantml.agent.models import ModelSlot
 from plantml.agent.schema import parse_duration, parse_size
-from tests.edge_bundles import make_bundle
+from tests.bundles import make_bundle
 
 
 @pytest.fixture

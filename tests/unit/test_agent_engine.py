@@ -17,7 +17,7 @@ from plantml.agent.alarms import AlarmRule, run_alarms
 from plantml.agent.config import parse_config
 from plantml.agent.service import Service
 from plantml.edge.bundle import write_manifest
-from tests.edge_bundles import fleet_rows, make_bundle, reference
+from tests.bundles import fleet_rows, make_bundle, reference
 
 
 def write_csv(path: Path, rows: list[dict]) -> Path:

@@ -24,8 +24,9 @@ from plantml.edge import (
     StreamingPredictor,
     load_bundle,
 )
+from plantml.edge.bundle import write_manifest
 from plantml.edge.io import iter_rows, read_csv, read_table, write_csv
-from tests.edge_bundles import columns, fleet_rows, make_bundle, reference
+from tests.bundles import columns, fleet_rows, make_bundle, reference
 
 EDGE = Path(sys.executable).parent / "plantml-edge"
 
@@ -434,10 +435,34 @@ assert len(out["score"]) == 30
 heavy = [m for m in ("torch", "pandas", "lightning", "hydra", "omegaconf", "scipy")
          if m in sys.modules]
 others = [m for m in sys.modules if m.startswith("plantml.")
-          and not m.startswith(("plantml.edge", "plantml.cli"))]
+          and not m.startswith(("plantml.edge", "plantml.cli", "plantml.core", "plantml.errors"))]
 others += [m for m in sys.modules if m.startswith("plantml.cli.") and m != "plantml.cli.edge"]
 print(heavy, others)
 assert not heavy and not others
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_a_bundle_trained_without_asset_ids_needs_no_asset_column(tmp_path):
+    """Assets made up from file names in training: on the device each input is one asset."""
+    folder = make_bundle(tmp_path / "b", features=("a", "b"), length=3)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["input"]["asset_column"] = None
+    write_manifest(folder, manifest)
+    model = EdgeModel(folder)
+    assert model.bundle.required_columns[0] == model.bundle.time_column
+    rows = {"t": [1, 2, 3, 4], "a": [1.0, 2.0, 3.0, 4.0], "b": [0.0, 1.0, 0.0, 1.0]}
+    out, errors = model.predict_rows(rows, asset="pump_7")
+    assert not errors and out["asset"] == ["pump_7", "pump_7"] and out["time"] == [3, 4]
+    stream = StreamingPredictor(model, asset="pump_7")
+    preds, errors = stream.feed_many({k: v[i] for k, v in rows.items()} for i in range(4))
+    assert [p.value for p in preds] == pytest.approx(out[model.bundle.output_name].tolist())
+    path = tmp_path / "pump_7.csv"
+    write_csv(path, rows)
+    proc = subprocess.run(
+        [str(EDGE), "predict", "--bundle", str(folder), "--input", str(path), "--output", "-"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0 and proc.stdout.splitlines()[1].startswith("pump_7,3,")

@@ -213,3 +213,24 @@ def test_distillation_loss_pulls_the_student_towards_the_teacher():
     assert gap < 0.5 * gap0
     with pytest.raises(ConfigError, match="alpha must be in"):
         student.set_teacher(teacher, alpha=2.0)
+
+
+def test_metric_change_limits_cover_every_task_kind():
+    from plantml.export.recipe import _check_metric_change
+
+    def variant(**overall):
+        return {"name": "onnx_int8", "metrics": {"overall": overall}}
+
+    limits = {"rmse": 0.5, "f1": 0.05, "false_alarm_rate": 0.05}
+    # an anomaly model: rmse is another kind's metric (skipped), F1 and FAR are checked
+    base = variant(f1=0.80, false_alarm_rate=0.10)
+    assert (
+        _check_metric_change(limits, base, variant(f1=0.78, false_alarm_rate=0.12), "anomaly") == []
+    )
+    problems = _check_metric_change(limits, base, variant(f1=0.70, false_alarm_rate=0.2), "anomaly")
+    assert len(problems) == 2 and "f1 0.8 → 0.7" in problems[0]
+    assert _check_metric_change(limits, variant(rmse=13.3), variant(rmse=13.9), "rul")
+    # F1 not assessable (no positive window) is skipped, an unknown name is an error
+    assert _check_metric_change({"f1": 0.05}, variant(f1=None), variant(f1=None), "failure") == []
+    with pytest.raises(ConfigError, match="no task measures"):
+        _check_metric_change({"rsme": 0.5}, variant(rmse=1.0), variant(rmse=1.0), "rul")

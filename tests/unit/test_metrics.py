@@ -70,7 +70,9 @@ def test_single_asset_condition_has_no_interval_and_worst_is_named():
     conditions = torch.tensor(np.where(assets.numpy() == 5, 1, 0))  # condition 'b' is one asset
     true = torch.tensor(rng.uniform(0, 100, 120)).float()
     pred = true + torch.tensor(np.where(conditions.numpy() == 1, 20.0, 1.0)).float()
-    out = evaluate("rul", pred, true, conditions, ["a", "b"], assets=assets, n_boot=200)
+    out = evaluate(
+        "rul", pred, true, conditions, ["a", "b"], assets=assets, n_boot=200, boot_method="asset"
+    )
     assert (
         out["by_condition"]["b"]["assets"] == 1 and out["by_condition"]["b"]["ci"]["rmse"] is None
     )
@@ -90,3 +92,36 @@ def test_coverage_flags_unseen_and_rare_conditions():
     assert "warning" not in cov["a"]
     assert cov["b"]["train_windows"] == 2 and "only 2 training windows" in cov["b"]["warning"]
     assert cov["c"]["train_windows"] == 0 and "never saw it" in cov["c"]["warning"]
+
+
+def test_one_asset_gets_block_bootstrap_intervals_and_says_so():
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    true = torch.tensor(rng.uniform(0, 100, 400)).float()
+    pred = true + torch.tensor(rng.normal(0, 5, 400)).float()
+    one = torch.zeros(400, dtype=torch.long)
+    out = evaluate("rul", pred, true, one, ["all"], assets=one, n_boot=300)
+    overall = out["overall"]
+    assert overall["ci_method"] == "block"
+    lo, hi = overall["ci"]["rmse"]
+    assert lo < overall["rmse"] < hi and hi - lo < 2.0
+    assets = torch.tensor(np.repeat([0, 1], 200))
+    assert (
+        evaluate("rul", pred, true, one, ["all"], assets=assets, n_boot=50)["overall"]["ci_method"]
+        == "asset"
+    )
+
+
+def test_a_condition_without_positives_is_not_assessable_nor_worst():
+    import numpy as np
+
+    target = torch.tensor(np.r_[np.zeros(50), np.ones(10), np.zeros(60)]).long()
+    prob = torch.tensor(np.r_[np.full(50, 0.1), np.full(10, 0.9), np.full(60, 0.1)]).float()
+    prob[70] = 0.95  # one false alarm in condition b, which has no failures
+    conditions = torch.tensor(np.r_[np.zeros(60), np.ones(60)]).long()
+    out = evaluate("failure", prob, target, conditions, ["a", "b"], threshold=0.5)
+    b = out["by_condition"]["b"]
+    assert b["f1"] is None and b["recall"] is None and b["fp"] == 1
+    assert b["false_alarms_per_1000"] == pytest.approx(1000 / 60)
+    assert out["worst_condition"] is None  # one assessable condition: nothing to rank

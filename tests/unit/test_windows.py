@@ -1,3 +1,5 @@
+import tracemalloc
+
 import numpy as np
 import pytest
 import torch
@@ -47,11 +49,22 @@ def test_no_window_crosses_an_asset_or_a_short_asset():
     assert len(ends) == 10 - 4 + 1
 
 
-def test_stride_keeps_the_last_window_of_each_run():
+def test_stride_counts_forward_from_each_run_start():
+    # the convention a streaming device can follow: the first complete window of every
+    # run, then every stride-th one
     assets = np.repeat([0, 1], [10, 9])
     ends = window_ends(run_starts(assets), 3, stride=4)
-    assert 9 in ends and 18 in ends
-    assert set(np.diff(ends[ends < 10])) == {4}
+    np.testing.assert_array_equal(ends, [2, 6, 12, 16])
+
+
+@pytest.mark.parametrize("stride", [1, 2, 5])
+def test_streaming_rule_keeps_the_same_windows_as_the_batch_rule(stride):
+    from plantml.core.windows import window_due
+
+    assets = np.repeat([0, 1, 2], [17, 4, 23])
+    starts = run_starts(assets)
+    streamed = [row for row in range(len(assets)) if window_due(row - starts[row] + 1, 4, stride)]
+    np.testing.assert_array_equal(window_ends(starts, 4, stride), streamed)
 
 
 def test_runs_break_on_any_key():
@@ -83,9 +96,13 @@ def test_gather_memory_does_not_grow_with_window_length():
             np.zeros(len(ends), np.int64),
             np.zeros(len(ends), np.int64),
         )
+        tracemalloc.start()
         ds = WindowDataset(x, index, length)
-        # the dataset holds views of the table, not copies of windows
-        assert np.shares_memory(ds._windows, x)
+        allocated = tracemalloc.get_traced_memory()[1]
+        tracemalloc.stop()
+        # the dataset holds the table itself and per-window indices, never window copies
+        assert np.shares_memory(ds.features, x)
+        assert allocated < 40 * len(ends) + 100_000
         assert ds[np.arange(4)]["x"].shape == (4, length, 8)
         assert isinstance(ds[np.arange(4)]["y"], torch.Tensor)
 

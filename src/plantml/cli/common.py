@@ -8,6 +8,7 @@ import os
 import sys
 import warnings
 
+import plantml.resolvers  # noqa: F401  (registered before Hydra composes any config)
 from plantml.errors import PlantMLError
 
 log = logging.getLogger("plantml")
@@ -23,6 +24,16 @@ def quiet_libraries() -> None:
     ):
         warnings.filterwarnings("ignore", message=pattern)
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
+
+
+def pin_run_dir(argv: list[str]) -> list[str]:
+    """``paths.output_dir=X`` on the command line also moves Hydra's run folder there, so
+    that ``train.log`` and ``.hydra/`` land beside the run's outputs (``hydra.run.dir``
+    given explicitly wins)."""
+    given = [a.split("=", 1)[1] for a in argv if a.startswith("paths.output_dir=")]
+    if given and not any(a.startswith("hydra.run.dir=") for a in argv):
+        return [*argv, f"hydra.run.dir={given[-1]}"]
+    return argv
 
 
 def user_errors(func):

@@ -3,7 +3,7 @@
     plantml-edge predict --bundle DIR --input FILE.csv|.parquet --output FILE.csv
                          [--errors FILE.csv] [--threads 1] [--batch-size 1024] [--strict]
     plantml-edge stream  --bundle DIR --input FILE      # one prediction per line as rows arrive
-    plantml-edge verify  --bundle DIR                   # check every file's SHA-256
+    plantml-edge verify  --bundle DIR [--trusted-keys KEYS]  # every file's SHA-256 (+ signature)
     plantml-edge info    --bundle DIR                   # what the bundle needs and predicts
 
 Exit status: 0 ok; 1 with ``--strict`` when a row was rejected; 2 when the
@@ -16,6 +16,7 @@ import argparse
 import csv
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from plantml.edge import BundleError, EdgeModel, InputError, RowError, StreamingPredictor
 from plantml.edge.io import format_row, iter_rows, read_table, write_csv
@@ -34,7 +35,9 @@ def _report_rejected(errors: Sequence[RowError], errors_file: str | None) -> Non
 def _predict(args: argparse.Namespace) -> int:
     model = EdgeModel(args.bundle, threads=args.threads)
     columns = read_table(args.input)
-    out, errors = model.predict_rows(columns, batch_size=args.batch_size)
+    # a bundle trained without asset ids: the whole file is one asset, named after it
+    asset = Path(args.input).name.split(".")[0]
+    out, errors = model.predict_rows(columns, batch_size=args.batch_size, asset=asset)
     n_rows = max((len(v) for v in columns.values()), default=0)
     written = write_csv(args.output, out)
     if args.errors:
@@ -56,7 +59,9 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _stream(args: argparse.Namespace) -> int:
-    stream = StreamingPredictor(EdgeModel(args.bundle, threads=args.threads))
+    stream = StreamingPredictor(
+        EdgeModel(args.bundle, threads=args.threads), asset=Path(args.input).name.split(".")[0]
+    )
     bundle = stream.model.bundle
     header = ["asset", "time", "condition", bundle.output_name]
     if bundle.threshold is not None:
@@ -87,9 +92,19 @@ def _inputs_line(model: EdgeModel) -> str:
 
 
 def _verify(args: argparse.Namespace) -> int:
+    signed = []
+    if args.trusted_keys:
+        from plantml.edge.signature import load_trusted_keys, verify_signed_bundle
+
+        _, signed = verify_signed_bundle(args.bundle, load_trusted_keys(args.trusted_keys))
     model = EdgeModel(args.bundle, threads=1)  # hashes checked, and onnxruntime loads the model
     b, task = model.bundle, model.bundle.task
     print(f"ok: bundle {b.name} version {b.version}: {len(b.manifest['files'])} file(s) verified")
+    for payload in signed:
+        print(
+            f"signed: registered as {payload.get('model')} version {payload.get('version')} "
+            f"(signature verified with a trusted key)"
+        )
     unit = f" ({task['unit']})" if task.get("unit") else ""
     print(f"task: {task['kind']} -> {b.output_name}{unit}")
     print(f"inputs: {_inputs_line(model)}")
@@ -118,7 +133,8 @@ def _info(args: argparse.Namespace) -> int:
         f"{mod.get('exporter', '?')}, variant {mod.get('variant', '?')}"
     )
     print(f"inputs:      {_inputs_line(model)}")
-    print(f"  asset:     {b.asset_column}; time: {b.time_column} ({inp['time_kind']})")
+    asset = b.asset_column or "none (every input file or stream is one asset)"
+    print(f"  asset:     {asset}; time: {b.time_column} ({inp['time_kind']})")
     print(f"  features:  {', '.join(b.feature_columns)}")
     unit = " s" if inp["time_kind"] == "datetime" else ""
 
@@ -175,7 +191,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", required=True, help="rows in arrival order (.csv or .parquet)")
     p.add_argument("--threads", type=int, default=1, help="onnxruntime threads (default 1)")
     p.add_argument("--strict", action="store_true", help="exit 1 when any row is rejected")
-    command("verify", "check the bundle's files against their SHA-256 hashes", _verify)
+    p = command("verify", "check the bundle's files against their SHA-256 hashes", _verify)
+    p.add_argument(
+        "--trusted-keys",
+        nargs="+",
+        help="public key files (or folders of *.pub): also require a valid registry signature",
+    )
     command("info", "show what the bundle needs and predicts", _info)
     return parser
 

@@ -12,7 +12,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from plantml.cli.common import quiet_libraries, user_errors
+from plantml.cli.common import pin_run_dir, quiet_libraries, user_errors
 
 EVAL_KEYS = ("ckpt_path", "run_name", "paths.", "hydra.", "hydra/", "gate", "bootstrap")
 _run_overrides: list[str] = []
@@ -49,7 +49,7 @@ def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
 def main() -> None:
     own, run = split_overrides(sys.argv[1:])
     _run_overrides[:] = run
-    sys.argv[1:] = own
+    sys.argv[1:] = pin_run_dir(own)
     _main()
 
 

@@ -9,7 +9,8 @@ Eight steps run in this order, each configured under ``data.cleaning.<step>``
     clip:          {enabled: true, bounds: {}, action: nan}
     despike:       {enabled: false, window: 11, n_sigmas: 6.0}
     align:         {enabled: true, period: null, tolerance: null, direction: backward}
-    fill:          {enabled: true, method: ffill, max_gap: 3, mask: false, mask_as_feature: false}
+    fill:          {enabled: true, method: ffill, max_gap: 3, mask: false, mask_as_feature: false,
+                    gap_factor: 5.0}
     drop_constant: {enabled: true, dominant_fraction: 0.995}
 
 - ``dedupe`` keeps the first non-null value of each column, the max of labels.
@@ -28,7 +29,12 @@ Eight steps run in this order, each configured under ``data.cleaning.<step>``
   same applies to settings and the condition column (forward only). Rows
   still missing a sensor, setting or condition value are dropped (their failure /
   maintenance events move to the next kept row of the asset, failures to the previous one) and an int32
-  ``segment`` column numbers the contiguous runs left per asset.
+  ``segment`` column numbers the contiguous runs left per asset. A series also breaks
+  at a gap in time: with ``align``, a step longer than ``max_gap + 1`` periods; without
+  it, a step longer than ``gap_factor`` times the asset's typical (median) step (null:
+  never), so that no window spans a stretch of missing rows.
+- ``dedupe`` merging more than 1 % of the rows is a warning in the results: rows of
+  different recordings sharing a time would be averaged together.
 - ``drop_constant`` drops sensors whose most frequent value covers at least
   ``dominant_fraction`` of their values.
 
@@ -55,6 +61,7 @@ from plantml.errors import ConfigError, DataError
 log = logging.getLogger("plantml.data.cleaning")
 
 MASK_SUFFIX = "__missing"
+DEDUPE_WARN_SHARE = 0.01  # merging more rows than this share is a warning in the results
 
 DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
     "sort": {"enabled": True},
@@ -69,6 +76,7 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
         "max_gap": 3,
         "mask": False,
         "mask_as_feature": False,
+        "gap_factor": 5.0,
     },
     "drop_constant": {"enabled": True, "dominant_fraction": 0.995},
 }
@@ -85,12 +93,18 @@ class CleaningReport:
 
     steps: dict[str, dict[str, Any]] = field(default_factory=dict)
     messages: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
 
     def add(self, step: str, counts: dict[str, Any], message: str) -> None:
         """Record a step's counts and log its line."""
         self.steps[step] = counts
         self.messages[step] = message
         log.info("%s: %s", step, message)
+
+    def warn(self, message: str) -> None:
+        """Something the results must show (a large merge, ...), logged as a warning."""
+        self.warnings.append(message)
+        log.warning("%s", message)
 
     def lines(self) -> list[str]:
         """One human-readable line per step, in the order the steps ran."""
@@ -287,6 +301,13 @@ def _dedupe(frame: pd.DataFrame, table: SensorTable, opts: dict, report: Cleanin
         f"merged {n_dup} duplicate (asset, time) rows into {merged_into} "
         f"({n_dup - merged_into} rows removed)",
     )
+    total = n_dup + len(frame) - merged_into
+    if n_dup > DEDUPE_WARN_SHARE * total:
+        report.warn(
+            f"dedupe merged {n_dup} of {total} rows ({n_dup / total:.1%}) that share an asset "
+            "and a time: if these are different recordings, give each its own asset id "
+            "(for files: data.asset_from=file)"
+        )
     return frame
 
 
@@ -442,6 +463,11 @@ def _fill(frame, table: SensorTable, opts: dict, period, report: CleaningReport)
     new = np.r_[True, ids[1:] != ids[:-1]] | np.r_[True, ~keep[:-1]]
     if period is not None:
         new[1:] |= np.diff(tick) > (max_gap + 1) * period
+        gaps = 0
+    else:
+        gaps = _long_gaps(tick, ids, opts["gap_factor"])
+        new[1:] |= gaps
+        gaps = int(gaps.sum())
     new &= keep
     frame = frame[keep].reset_index(drop=True)
     new, asset_ids = new[keep], asset_ids[keep]
@@ -460,14 +486,31 @@ def _fill(frame, table: SensorTable, opts: dict, period, report: CleaningReport)
             "mask_columns": len(masks),
             "rows_dropped": dropped,
             "segments": int(new.sum()),
+            "gaps_split": gaps,
             "events_moved": moved,
             "events_lost": lost,
         },
         f"{method} filled {total} values (max_gap {opts['max_gap']}; {_fmt_counts(counts)}); "
-        f"dropped {dropped} rows still missing; {int(new.sum())} segments; "
+        f"dropped {dropped} rows still missing; {int(new.sum())} segments"
+        + (f" ({gaps} split at gaps over {opts['gap_factor']}x the typical step)" if gaps else "")
+        + "; "
         f"{moved} events moved off dropped rows" + (f", {lost} lost" if lost else ""),
     )
     return frame, table.replace(frame=frame, segment_column=seg_name)
+
+
+def _long_gaps(tick: np.ndarray, ids: np.ndarray, factor: float | None) -> np.ndarray:
+    """(n - 1,) bool: the step to row i + 1 is within one series and over ``factor`` times
+    that series' median step (never when ``factor`` is None)."""
+    same = ids[1:] == ids[:-1]
+    if factor is None or not same.any():
+        return np.zeros(max(len(ids) - 1, 0), dtype=bool)
+    if not float(factor) > 1:
+        raise ConfigError(f"data.cleaning.fill.gap_factor must be > 1 (or null), got {factor}")
+    steps = np.diff(tick)
+    typical = pd.Series(steps[same]).groupby(ids[1:][same]).median()
+    limit = typical.reindex(ids[1:]).to_numpy() * float(factor)
+    return same & (steps > limit)
 
 
 def _carry_events(frame: pd.DataFrame, table: SensorTable, keep: np.ndarray):

@@ -13,6 +13,7 @@ import logging
 import numpy as np
 import pandas as pd
 
+from plantml.core.conditions import ConditionRule, nearest_centroid
 from plantml.data.table import SensorTable
 from plantml.errors import ConfigError
 
@@ -33,7 +34,7 @@ def kmeans(points: np.ndarray, k: int, seed: int = 0, n_init: int = 8, iters: in
             centroids.append(points[rng.choice(n, p=probs)])
         centroids = np.array(centroids, dtype=np.float64)
         for _ in range(iters):
-            labels = _nearest(points, centroids)
+            labels = nearest_centroid(points, centroids)
             moved = np.array(
                 [
                     points[labels == j].mean(0) if np.any(labels == j) else centroids[j]
@@ -43,15 +44,11 @@ def kmeans(points: np.ndarray, k: int, seed: int = 0, n_init: int = 8, iters: in
             if np.allclose(moved, centroids):
                 break
             centroids = moved
-        labels = _nearest(points, centroids)
+        labels = nearest_centroid(points, centroids)
         inertia = float(((points - centroids[labels]) ** 2).sum())
         if best is None or inertia < best[2]:
             best = (centroids, labels, inertia)
     return best
-
-
-def _nearest(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    return np.argmin(((points[:, None, :] - centroids[None]) ** 2).sum(-1), axis=1)
 
 
 class OperatingConditions:
@@ -129,24 +126,20 @@ class OperatingConditions:
         return self
 
     def assign(self, table: SensorTable) -> np.ndarray:
-        """Condition code per row (int64). Unknown column values get code -1."""
-        n = len(table.frame)
-        if self.mode == "single":
-            return np.zeros(n, dtype=np.int64)
+        """Condition code per row (int64) by :class:`plantml.core.conditions.ConditionRule`,
+        the rule the edge device applies too. Unknown column values get code -1."""
+        rule = ConditionRule(self.state())
+        frame = table.frame
+        n = len(frame)
         if self.mode == "column":
-            lookup = {v: i for i, v in enumerate(self.categories)}
-            codes = table.frame[self.column].map(lookup)
-            unknown = codes.isna()
+            codes = rule.column_codes(frame[self.column].to_numpy())
+            unknown = codes < 0
             if unknown.any():
-                seen = table.frame.loc[unknown, self.column].astype(str).unique()[:5]
+                seen = frame.loc[unknown, self.column].astype(str).unique()[:5]
                 log.warning("condition values not seen when fitting: %s (code -1)", list(seen))
-            return codes.fillna(-1).to_numpy(np.int64)
-        points = table.frame[self.settings].to_numpy(np.float64)
-        points = np.nan_to_num((points - self.center) / self.scale)
-        out = np.empty(n, dtype=np.int64)
-        for start in range(0, n, 65536):  # bounded memory for long tables
-            out[start : start + 65536] = _nearest(points[start : start + 65536], self.centroids)
-        return out
+            return codes
+        settings = frame[self.settings].to_numpy(np.float64) if self.mode == "cluster" else None
+        return rule.codes(None, settings, n)
 
     def state(self) -> dict:
         """What an edge device needs to assign conditions itself (plain JSON types)."""

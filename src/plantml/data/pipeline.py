@@ -51,6 +51,7 @@ class PreparedData:
     cleaning: dict = field(default_factory=dict)
     fingerprint: str = ""
     class_names: list[str] = field(default_factory=list)  # target kind class: code i → name
+    warnings: list[str] = field(default_factory=list)  # for the results: label-like inputs, merges
 
     def summary(self) -> dict:
         out = {
@@ -120,7 +121,9 @@ class DataPipeline:
                 "method": "asset",
                 "val_fraction": 0.15,
                 "test_fraction": 0.15,
-                "head_rows": None,  # method=head
+                "head_rows": None,  # method=head: one of head_rows, head_fraction, head_until
+                "head_fraction": None,
+                "head_until": None,
                 "normal_assets": None,  # method=head; default: the source's normal_assets
                 "column": None,  # method=condition; default: the condition column
                 "test_values": None,  # method=condition
@@ -191,6 +194,9 @@ class DataPipeline:
         scaler.fit(raw_x[train_rows], cond[train_rows], len(conditions.names))
         asset_names, asset_codes, starts = _runs(table, codes_split)
         y = row_targets(table, **self._target_options())
+        unlabelled = self.target_cfg["kind"] == "anomaly" and not table.anomaly_column
+        if unlabelled:
+            y = self._assume_normal(y, codes_split)
         windows = {}
         for split, code in SPLIT_CODES.items():
             stride = (
@@ -198,7 +204,8 @@ class DataPipeline:
             )
             ends = window_ends(starts, self.length, stride)
             ends = ends[codes_split[ends] == code]
-            ends = ends[np.isfinite(y[ends])]
+            if not (unlabelled and split == "test"):  # unlabelled test windows are scored
+                ends = ends[np.isfinite(y[ends])]
             if excluded and split in ("train", "val"):
                 ends = ends[~np.isin(cond[ends], excluded)]
             if split != "train" and self.window_cfg["last_only"]:
@@ -222,8 +229,22 @@ class DataPipeline:
             cleaning=report.to_dict(),
             fingerprint=self.source.fingerprint("train"),
             class_names=self._class_names(table),
+            warnings=[*raw.notes, *report.warnings],
         )
+        log.info("model inputs (%d): %s", len(feature_names), ", ".join(feature_names))
         return self.fitted
+
+    @staticmethod
+    def _assume_normal(y: np.ndarray, codes_split: np.ndarray) -> np.ndarray:
+        """Unlabelled anomaly data: train and val rows are normal operation (label 0),
+        the test part stays unlabelled (NaN) and is scored without detection metrics."""
+        log.warning(
+            "no anomaly label column (data.label_column): training and validation windows are "
+            "taken as normal operation (data.split_by chooses them, e.g. method=head with "
+            "head_rows, head_fraction or head_until); the test part is scored without labels"
+        )
+        fit = np.isin(codes_split, [SPLIT_CODES["train"], SPLIT_CODES["val"]])
+        return np.where(fit, 0.0, y)
 
     def _target_options(self) -> dict:
         """``data.target`` as :func:`row_targets` takes it (label_column defaults to ``fault``)."""

@@ -6,6 +6,7 @@ import logging
 
 import numpy as np
 
+from plantml.core.normalize import normalize
 from plantml.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -63,12 +64,7 @@ class Scaler:
 
     def transform(self, x: np.ndarray, conditions: np.ndarray) -> np.ndarray:
         """Scaled copy of ``x`` as float32; a condition code of -1 or unseen uses global stats."""
-        n_cond = self.offset.shape[0] - 1
-        idx = np.where((conditions >= 0) & (conditions < n_cond), conditions, n_cond)
-        if not self.per_condition:
-            idx = np.full_like(idx, n_cond)
-        out = (x - self.offset[idx]) / self.scale[idx]
-        return out.astype(np.float32)
+        return normalize(x, conditions, self.offset, self.scale, self.per_condition)
 
     def state(self) -> dict:
         return {

@@ -10,7 +10,8 @@ Methods (``data.split_by.method``):
 
 - ``asset``: whole assets, seeded, by ``val_fraction`` / ``test_fraction``.
 - ``temporal``: time quantiles over all rows (train, then val, then test).
-- ``head``: per asset, the first ``head_rows`` rows (by time) are train + val
+- ``head``: per asset, the first ``head_rows`` rows (or ``head_fraction`` of its rows,
+  or its rows up to the time ``head_until``) are train + val
   (their last ``val_fraction`` is val), the rest is test; assets listed in
   ``normal_assets`` are train + val entirely (last ``val_fraction`` → val).
   SKAB's protocol: ``{method: head, head_rows: 400}``.
@@ -24,6 +25,7 @@ Methods (``data.split_by.method``):
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 from plantml.data.table import SensorTable
 from plantml.errors import ConfigError, DataError, did_you_mean
@@ -40,6 +42,8 @@ def split_rows(
     seed: int = 0,
     head_rows: int | None = None,
     normal_assets: list | None = None,
+    head_fraction: float | None = None,
+    head_until=None,
     column: str | None = None,
     test_values: list | None = None,
     train_values: list | None = None,
@@ -66,7 +70,7 @@ def split_rows(
             "leaves nothing to train on; keep their sum below 1"
         )
     if method == "head":
-        return _split_head(table, head_rows, normal_assets, val_fraction)
+        return _split_head(table, head_rows, normal_assets, val_fraction, head_fraction, head_until)
     if method == "condition":
         return _split_condition(table, column, test_values, train_values, val_fraction)
     frame = table.frame
@@ -114,17 +118,63 @@ def _tail_to_val(codes: np.ndarray, pos: np.ndarray, n: np.ndarray, val_fraction
     codes[pos >= n - n_val] = SPLIT_CODES["val"]
 
 
-def _split_head(
-    table: SensorTable, head_rows: int | None, normal_assets: list | None, val_fraction: float
+def _head_sizes(
+    table: SensorTable,
+    size: np.ndarray,
+    head_rows: int | None,
+    head_fraction: float | None,
+    head_until,
 ) -> np.ndarray:
-    if head_rows is None or isinstance(head_rows, bool) or int(head_rows) != head_rows:
-        raise ConfigError(
-            f"data.split_by.head_rows must be a whole number of rows for method=head, got "
-            f"{head_rows!r}; set it (SKAB: data.split_by.head_rows=400)"
+    """Per row, the number of head rows of its asset (exactly one of the three is set)."""
+    given = [
+        k
+        for k, v in (
+            ("head_rows", head_rows),
+            ("head_fraction", head_fraction),
+            ("head_until", head_until),
         )
-    head_rows = int(head_rows)
-    if head_rows < 1:
-        raise ConfigError(f"data.split_by.head_rows must be >= 1, got {head_rows}")
+        if v is not None
+    ]
+    if len(given) != 1:
+        raise ConfigError(
+            "method=head needs exactly one of data.split_by.head_rows (rows per asset), "
+            "head_fraction (share of each asset's rows) or head_until (a time: rows up to it); "
+            f"got {given or 'none'} (SKAB: data.split_by.head_rows=400)"
+        )
+    if head_rows is not None:
+        if isinstance(head_rows, bool) or int(head_rows) != head_rows or head_rows < 1:
+            raise ConfigError(
+                f"data.split_by.head_rows must be a whole number of rows >= 1, got {head_rows!r}"
+            )
+        return np.minimum(size, int(head_rows))
+    if head_fraction is not None:
+        if not 0 < float(head_fraction) <= 1:
+            raise ConfigError(
+                f"data.split_by.head_fraction must be in (0, 1], got {head_fraction!r}"
+            )
+        return np.maximum(np.ceil(size * float(head_fraction)), 1).astype(np.int64)
+    time = table.frame[table.time_column]
+    try:
+        limit = pd.Timestamp(head_until) if table.is_timestamped else float(head_until)
+        inside = (time <= limit).to_numpy()
+    except (TypeError, ValueError) as exc:
+        kind = "a timestamp such as 2024-03-01" if table.is_timestamped else "a number"
+        raise ConfigError(
+            f"data.split_by.head_until={head_until!r} is not {kind} like the time column "
+            f"{table.time_column!r} ({exc})"
+        ) from None
+    assets = table.frame[table.asset_column].to_numpy()
+    return pd.Series(inside).groupby(assets).transform("sum").to_numpy(np.int64)
+
+
+def _split_head(
+    table: SensorTable,
+    head_rows: int | None,
+    normal_assets: list | None,
+    val_fraction: float,
+    head_fraction: float | None = None,
+    head_until=None,
+) -> np.ndarray:
     frame = table.frame
     assets = frame[table.asset_column]
     names = [str(a) for a in assets.unique()]
@@ -136,8 +186,9 @@ def _split_head(
             f"{did_you_mean(unknown[0], names)}"
         )
     pos, size = _positions(table)
+    head = _head_sizes(table, size, head_rows, head_fraction, head_until)
     is_normal = assets.astype(str).isin(normal).to_numpy()
-    n_head = np.where(is_normal, size, np.minimum(size, head_rows))
+    n_head = np.where(is_normal, size, head)
     codes = np.where(pos < n_head, SPLIT_CODES["train"], SPLIT_CODES["test"]).astype(np.int8)
     _tail_to_val(codes, np.where(pos < n_head, pos, -1), n_head, val_fraction)
     return codes

@@ -40,6 +40,10 @@ class SensorTable:
             horizon) such as ``"h"``; ignored for numeric time.
         segment_column: rows with the same asset and segment form one
             contiguous series; windows never cross a segment boundary.
+        notes: what a reader found worth a warning in the results (a feature that
+            looks like a label, ...), one readable line each.
+        asset_ids_given: False when the reader made the asset ids up (one per file, or
+            one for the whole table): a device then needs no asset column either.
     """
 
     frame: pd.DataFrame
@@ -55,6 +59,8 @@ class SensorTable:
     name: str = "table"
     time_unit: str = "h"
     segment_column: str | None = None
+    notes: list[str] = field(default_factory=list)
+    asset_ids_given: bool = True
 
     def __post_init__(self) -> None:
         self.validate()

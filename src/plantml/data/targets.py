@@ -99,11 +99,8 @@ def row_targets(
     if kind == "class":
         return class_targets(table, label_column, classes)
     if kind == "anomaly":
-        if not table.anomaly_column:
-            raise DataError(
-                f"{table.name} has no anomaly label column; set data.label_column "
-                "(with data.label_kind=anomaly) or choose another task"
-            )
+        if not table.anomaly_column:  # unlabelled: the pipeline decides what counts as normal
+            return np.full(len(table.frame), np.nan)
         return table.frame[table.anomaly_column].to_numpy(np.float64)
     if not (table.failure_column or table.rul_column):
         raise DataError(

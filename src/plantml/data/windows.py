@@ -3,7 +3,9 @@
 All rows live in one ``(rows, channels)`` float32 array, ordered by asset,
 segment and time. A window is named by the row index of its last step
 (its *end*); a batch is gathered from a strided view of that array, so
-memory stays the size of the table whatever the window length.
+memory stays the size of the table whatever the window length. Which rows
+end a window (and the stride convention) is :mod:`plantml.core.windows`,
+shared with the edge runtime.
 """
 
 from __future__ import annotations
@@ -13,39 +15,10 @@ from functools import partial
 
 import numpy as np
 import torch
-from numpy.lib.stride_tricks import sliding_window_view
 
-from plantml.errors import ConfigError
+from plantml.core.windows import gather_windows, run_starts, window_ends
 
-
-def run_starts(*keys: np.ndarray) -> np.ndarray:
-    """For each row, the index of the first row of its run of equal ``keys``.
-
-    Rows must already be grouped (sorted) so that each run is contiguous.
-    """
-    n = len(keys[0])
-    change = np.zeros(n, dtype=bool)
-    change[0] = True
-    for key in keys:
-        change[1:] |= key[1:] != key[:-1]
-    return np.maximum.accumulate(np.where(change, np.arange(n), 0))
-
-
-def window_ends(run_start: np.ndarray, length: int, stride: int = 1) -> np.ndarray:
-    """Row indices that end a full window of ``length`` rows inside one run.
-
-    ``stride`` keeps every stride-th end counted back from each run's last row
-    (so the most recent window of every run is always kept).
-    """
-    if length < 1 or stride < 1:
-        raise ConfigError(f"data.window.length and stride must be >= 1, got {length} and {stride}")
-    rows = np.arange(len(run_start))
-    full = rows - run_start + 1 >= length
-    if stride > 1:
-        run_end = np.r_[run_start[1:] != run_start[:-1], True]
-        last = np.minimum.accumulate(np.where(run_end, rows, len(rows))[::-1])[::-1]
-        full &= (last - rows) % stride == 0
-    return rows[full]
+__all__ = ["WindowDataset", "WindowIndex", "gather_windows", "run_starts", "window_ends"]
 
 
 @dataclass
@@ -107,14 +80,7 @@ class WindowDataset(torch.utils.data.Dataset):
         self.index = index
         self.length = length
         self.padded = index.starts is not None
-        # (rows - length + 1, length, channels) view: windows[s] is rows s .. s+length-1.
-        self._windows = (
-            sliding_window_view(features, (length, features.shape[1]))[:, 0]
-            if len(features) >= length
-            else None
-        )
         self._offsets = np.arange(-length + 1, 1)
-        self._starts = index.ends - length + 1
         self._y = index.targets.astype(np.float32)
         self._cond = index.conditions.astype(np.int64)
         self._asset = index.assets.astype(np.int64)
@@ -150,13 +116,12 @@ class WindowDataset(torch.utils.data.Dataset):
         return len(self.index)
 
     def gather(self, idx: np.ndarray) -> np.ndarray:
-        """Windows ``idx`` as one (batch, time, channels) array (a copy of just those rows)."""
-        if self.padded:
-            # Short histories: repeat the run's first row in front (edge padding).
-            rows = self.index.ends[idx][:, None] + self._offsets
-            rows = np.maximum(rows, self.index.starts[idx][:, None])
-            return self.features[rows]
-        return self._windows[self._starts[idx]]
+        """Windows ``idx`` as one (batch, time, channels) array (a copy of just those rows).
+
+        Short histories (``index.starts``) repeat the run's first row in front.
+        """
+        starts = self.index.starts[idx] if self.padded else None
+        return gather_windows(self.features, self.index.ends[idx], self.length, starts)
 
     def __getitem__(self, idx):
         if not isinstance(idx, np.ndarray) or idx.ndim != 1:

@@ -12,7 +12,9 @@ library only. ``manifest.json`` (format version 1) holds::
           # ONNX output "prediction": float32 (batch,) or (batch,1) -- the FINAL prediction
           # (failure probability, RUL in time units, anomaly score): post-processing is in the graph.
       "input": {
-        "asset_column": str, "time_column": str,
+        "asset_column": str | null,           # null: trained without asset ids; every input
+                                               # (a file, a stream) is one asset
+        "time_column": str,
         "time_kind": "number" | "datetime",   # datetime: ISO strings in files, compared as POSIX seconds
         "sampling_period": float | null,       # seconds (datetime) or time units (number) between rows
         "max_gap": float | null,               # a step between consecutive accepted rows of one asset
@@ -35,17 +37,20 @@ library only. ``manifest.json`` (format version 1) holds::
       "lineage": {...}, "metrics": {...}       # free-form, informational
     }
 
-Semantics (the same as the training pipeline in ``plantml.data``):
+Semantics (one implementation, :mod:`plantml.core`, used by training and the device):
 
-- Condition code per row: mode ``single`` -> 0; ``column`` -> index of the value in
-  ``categories`` (numbers match by value: ``1`` matches ``"1.0"``), unknown -> -1 ("unseen");
-  ``cluster`` -> nearest centroid to ``nan_to_num((settings - center) / scale)``.
-- Normalization: row ``code`` of offset/scale when ``per_condition`` and the code is known,
-  else the last (global) row; ``((x - offset) / scale)`` in float64, then cast to float32.
-- Windows: per asset, consecutive accepted rows in time order; a window of
-  ``window_length`` rows ends at every row once that many rows arrived since the last
-  restart; with stride ``s`` a prediction is emitted when ``(complete windows - 1) % s == 0``.
-  A step larger than ``max_gap`` restarts the asset's window.
+- Condition code per row (:mod:`plantml.core.conditions`): mode ``single`` -> 0; ``column``
+  -> index of the value in ``categories``, compared as text, or by number (``1`` matches
+  ``"1.0"``); unknown or missing -> -1 ("unseen"); ``cluster`` -> nearest centroid to
+  ``nan_to_num((settings - center) / scale)``.
+- Normalization (:mod:`plantml.core.normalize`): row ``code`` of offset/scale when
+  ``per_condition`` and the code is known, else the last (global) row;
+  ``((x - offset) / scale)`` in float64, then cast to float32.
+- Windows (:mod:`plantml.core.windows`): per asset, consecutive accepted rows in time
+  order form a run; a step larger than ``max_gap`` starts a new run. A window of
+  ``window_length`` rows ends at a row once the run holds that many rows; the k-th
+  complete window of a run (k = 0, 1, ...) is emitted when ``k % stride == 0``, counted
+  forward from the run's start (training keeps the same windows of each of its runs).
 - Alarm: ``prediction >= threshold`` (``alarm_when: above``) or ``<=`` (``below``).
 
 :func:`load_bundle` checks all of this before a model runs; :func:`write_manifest`
@@ -136,7 +141,8 @@ class Bundle:
         return self.manifest["task"]
 
     @property
-    def asset_column(self) -> str:
+    def asset_column(self) -> str | None:
+        """The asset id column, or None: the model was trained without asset ids."""
         return self.input["asset_column"]
 
     @property
@@ -176,7 +182,8 @@ class Bundle:
     @property
     def required_columns(self) -> list[str]:
         """Input columns every row needs: asset, time, features, condition or settings."""
-        cols = [self.asset_column, self.time_column, *self.feature_columns]
+        cols = [c for c in (self.asset_column, self.time_column) if c]
+        cols += self.feature_columns
         mode = self.conditions["mode"]
         if mode == "column":
             cols.append(self.conditions["column"])
@@ -246,6 +253,8 @@ def _matrix(folder: Path, value: Any, rows: int, cols: int, what: str) -> np.nda
 def _check_semantics(folder: Path, m: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     inp, cond, task = m["input"], m["conditions"], m["task"]
     features = inp["feature_columns"]
+    if inp["asset_column"] is not None and not isinstance(inp["asset_column"], str):
+        raise _fail(folder, f"input.asset_column must be a column name or null; {REEXPORT}")
     if not isinstance(features, list) or not features:
         raise _fail(folder, f"input.feature_columns must be a non-empty list; {REEXPORT}")
     if inp["time_kind"] not in ("number", "datetime"):

@@ -79,7 +79,7 @@ def read_parquet(path: str | Path) -> dict[str, Any]:
     except ImportError:
         raise InputError(
             f"reading {path.name} needs pyarrow, which is not installed; "
-            "pip install pyarrow, or convert the file to CSV"
+            "pip install 'plantml[parquet]', or convert the file to CSV"
         ) from None
     # ParquetFile.read without pandas metadata, to_pylist and the int64 cast for timestamps
     # keep pandas out (pq.read_table and to_numpy import it when it is installed)

@@ -3,8 +3,8 @@
 Input is columnar (``{column: sequence}``): CSV gives strings, Parquet numbers,
 timestamps and strings. Every value is checked; a row with a missing,
 non-numeric or non-finite value becomes a :class:`RowError` and only that row
-is skipped. The rules match the training pipeline (``plantml.data.conditions``
-and ``plantml.data.scaling``): see :mod:`plantml.edge.bundle`.
+is skipped. Condition codes and normalization are the rules training used
+(:mod:`plantml.core.conditions`, :mod:`plantml.core.normalize`): see :mod:`plantml.edge.bundle`.
 """
 
 from __future__ import annotations
@@ -17,9 +17,12 @@ from typing import Any
 
 import numpy as np
 
+from plantml.core.conditions import ConditionRule, as_text
+from plantml.core.normalize import normalize
 from plantml.edge.bundle import Bundle
 
 FIX_VALUE = "fix the value or drop the row"
+DEFAULT_ASSET = "asset"  # the asset of rows for a bundle trained without asset ids
 
 
 class InputError(ValueError):
@@ -182,14 +185,6 @@ def given_time(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _as_str(value: Any) -> str | None:
-    if _is_missing(value):
-        return None
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value.strip() if isinstance(value, str) else str(value)
-
-
 def _memo_map(func, values: Sequence) -> list:
     """``[func(v) for v in values]``, computed once per distinct value (ids repeat a lot)."""
     memo: dict[Any, Any] = {}
@@ -202,75 +197,6 @@ def _memo_map(func, values: Sequence) -> list:
         except TypeError:  # unhashable
             out.append(func(v))
     return out
-
-
-class ConditionAssigner:
-    """Operating-condition code per row from the bundle's ``conditions`` block."""
-
-    def __init__(self, conditions: Mapping[str, Any]):
-        self.mode = conditions["mode"]
-        self.names = list(conditions["names"])
-        self.column = conditions.get("column")
-        self.settings = list(conditions.get("settings") or [])
-        categories = [str(c) for c in conditions.get("categories") or []]
-        self.lookup = {c: i for i, c in enumerate(categories)}
-        self.numeric: dict[float, int] = {}
-        for i, c in enumerate(categories):
-            number = _to_float(c)
-            if math.isfinite(number):
-                self.numeric.setdefault(number, i)
-        if self.mode == "cluster":
-            self.center = np.asarray(conditions["center"], dtype=np.float64)
-            self.scale = np.asarray(conditions["scale"], dtype=np.float64)
-            self.centroids = np.asarray(conditions["centroids"], dtype=np.float64)
-
-    def name(self, code: int) -> str:
-        return self.names[code] if 0 <= code < len(self.names) else "unseen"
-
-    def name_list(self, codes: np.ndarray) -> list[str]:
-        """Condition name per code (``unseen`` for -1), (n,) -> list of n."""
-        lookup = np.array([*self.names, "unseen"], dtype=object)
-        codes = np.where((codes >= 0) & (codes < len(self.names)), codes, len(self.names))
-        return lookup[codes].tolist()
-
-    def category(self, value: Any) -> int:
-        """Code of one condition-column value; -1 when it was not seen in training."""
-        text = _as_str(value)
-        if text is None:
-            return -1
-        code = self.lookup.get(text)
-        if code is None:
-            code = self.numeric.get(_to_float(text), -1)
-        return code
-
-    def codes(self, values: Sequence | None, settings: np.ndarray | None, n: int) -> np.ndarray:
-        """Codes (n,) int64 from the condition column or the settings matrix (n, k)."""
-        if self.mode == "single":
-            return np.zeros(n, dtype=np.int64)
-        if self.mode == "column":
-            return np.array(_memo_map(self.category, values), dtype=np.int64)
-        points = np.nan_to_num((settings - self.center) / self.scale)
-        out = np.empty(n, dtype=np.int64)
-        for start in range(0, n, 65536):  # bounded memory, as in training
-            p = points[start : start + 65536]
-            d2 = ((p[:, None, :] - self.centroids[None]) ** 2).sum(-1)
-            out[start : start + 65536] = np.argmin(d2, axis=1)
-        return out
-
-
-def normalize(
-    x: np.ndarray, codes: np.ndarray, offset: np.ndarray, scale: np.ndarray, per_condition: bool
-) -> np.ndarray:
-    """``(x - offset[c]) / scale[c]`` in float64, cast to float32; x (n, C) -> (n, C).
-
-    ``c`` is the row's condition code when ``per_condition`` and known, else the
-    global (last) row of the statistics.
-    """
-    n_cond = offset.shape[0] - 1
-    idx = np.where((codes >= 0) & (codes < n_cond), codes, n_cond)
-    if not per_condition:
-        idx = np.full_like(idx, n_cond)
-    return ((x - offset[idx]) / scale[idx]).astype(np.float32)
 
 
 @dataclass
@@ -296,7 +222,7 @@ class Preprocessor:
         self.bundle = bundle
         self.features = bundle.feature_columns
         self.time_kind = bundle.input["time_kind"]
-        self.conditions = ConditionAssigner(bundle.conditions)
+        self.conditions = ConditionRule(bundle.conditions)
         self.per_condition = bool(bundle.manifest["normalization"]["per_condition"])
         self.required = bundle.required_columns
 
@@ -310,8 +236,14 @@ class Preprocessor:
                 f"the input needs: {', '.join(self.required)}"
             )
 
-    def parse(self, rows: Mapping[str, Sequence], first_row: int = 1) -> ParsedRows:
-        """Parse columnar ``rows``; row ``i`` is reported as number ``first_row + i``."""
+    def parse(
+        self, rows: Mapping[str, Sequence], first_row: int = 1, asset: str | None = None
+    ) -> ParsedRows:
+        """Parse columnar ``rows``; row ``i`` is reported as number ``first_row + i``.
+
+        ``asset`` names the one asset of every row when the bundle has no asset column
+        (default :data:`DEFAULT_ASSET`); it is ignored otherwise.
+        """
         self.check_columns(list(rows))
         lengths = {len(rows[c]) for c in self.required}
         if len(lengths) > 1:
@@ -319,7 +251,10 @@ class Preprocessor:
         n = lengths.pop()
         errors: dict[int, RowError] = {}
         asset_col, time_col = self.bundle.asset_column, self.bundle.time_column
-        assets = _memo_map(_as_str, rows[asset_col])
+        if asset_col is None:
+            assets = [asset or DEFAULT_ASSET] * n
+        else:
+            assets = _memo_map(as_text, rows[asset_col])
 
         def flag(bad: np.ndarray, column: str, describe) -> None:
             if not bad.any():
@@ -351,7 +286,7 @@ class Preprocessor:
             for j, col in enumerate(cond.settings):
                 flag(~np.isfinite(settings[:, j]), col, describe_bad_number)
         elif cond.mode == "column":
-            missing = np.array([_as_str(v) is None for v in rows[cond.column]], dtype=bool)
+            missing = np.array([as_text(v) is None for v in rows[cond.column]], dtype=bool)
             flag(
                 missing,
                 cond.column,

@@ -15,8 +15,8 @@ from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-from numpy.lib.stride_tricks import sliding_window_view
 
+from plantml.core.windows import gap_restarts, gather_windows, window_ends
 from plantml.edge.bundle import REEXPORT, Bundle, BundleError, load_bundle
 from plantml.edge.preprocess import (
     ParsedRows,
@@ -56,10 +56,7 @@ class RowWindows:
 
     def gather(self, idx: np.ndarray | slice) -> np.ndarray:
         """Windows ``idx`` as (batch, time, channels) float32 (a copy of just those rows)."""
-        if len(self.features) < self.length:
-            return np.empty((0, self.length, self.features.shape[1]), dtype=np.float32)
-        view = sliding_window_view(self.features, (self.length, self.features.shape[1]))[:, 0]
-        return np.ascontiguousarray(view[self.ends[idx] - self.length + 1])
+        return gather_windows(self.features, self.ends[idx], self.length)
 
     def windows(self) -> np.ndarray:
         """All windows, (windows, time, channels) float32."""
@@ -67,7 +64,10 @@ class RowWindows:
 
 
 def plan_windows(parsed: ParsedRows, times_raw: Sequence, bundle: Bundle) -> RowWindows:
-    """Accept rows in time order per asset, restart at gaps, and find the window ends."""
+    """Accept rows in time order per asset, restart at gaps, and find the window ends.
+
+    The runs and the stride convention are :mod:`plantml.core.windows`, as in training.
+    """
     length, stride, max_gap = bundle.window_length, bundle.stride, bundle.max_gap
     kind = bundle.input["time_kind"]
     codes: dict[str, int] = {}
@@ -87,14 +87,9 @@ def plan_windows(parsed: ParsedRows, times_raw: Sequence, bundle: Bundle) -> Row
             message = describe_time_order(t[i], before[i], kind)
             errors[row] = RowError(row + 1, parsed.asset[row], bundle.time_column, message)
         rows, ta = group[keep], t[keep]
-        restart = np.zeros(len(ta), dtype=bool)
-        restart[:1] = True
-        if max_gap is not None:
-            restart[1:] = np.diff(ta) > max_gap
         pos = np.arange(len(ta))
-        seg_start = np.maximum.accumulate(np.where(restart, pos, 0))
-        k = pos - seg_start - length + 1  # 0-based index of the complete window ending here
-        ends.append(n_acc + pos[(k >= 0) & (k % stride == 0)])
+        run_start = np.maximum.accumulate(np.where(gap_restarts(ta, max_gap), pos, 0))
+        ends.append(n_acc + window_ends(run_start, length, stride))
         accepted.append(rows)
         n_acc += len(rows)
     acc = np.concatenate(accepted) if accepted else np.empty(0, np.int64)
@@ -214,19 +209,26 @@ class EdgeModel:
         hit = values <= thr if self.bundle.alarm_when == "below" else values >= thr
         return hit.astype(np.int8)
 
-    def windows_for_rows(self, rows: Mapping[str, Sequence]) -> RowWindows:
-        """Validate ``rows`` (columnar) and find their windows (gathered on demand)."""
-        parsed = self.preprocessor.parse(rows)
+    def windows_for_rows(
+        self, rows: Mapping[str, Sequence], asset: str | None = None
+    ) -> RowWindows:
+        """Validate ``rows`` (columnar) and find their windows (gathered on demand).
+
+        ``asset``: the name of the one asset when the bundle has no asset column.
+        """
+        parsed = self.preprocessor.parse(rows, asset=asset)
         return plan_windows(parsed, rows[self.bundle.time_column], self.bundle)
 
     def predict_rows(
-        self, rows: Mapping[str, Sequence], batch_size: int = 1024
+        self, rows: Mapping[str, Sequence], batch_size: int = 1024, asset: str | None = None
     ) -> tuple[dict[str, Any], list[RowError]]:
         """Predict every window of a table of rows.
 
         Args:
             rows: columnar input ``{column: sequence}``, one entry per row.
             batch_size: windows per ONNX call.
+            asset: the name of the one asset of all rows when the bundle was trained
+                without asset ids (``input.asset_column`` null); ignored otherwise.
 
         Returns:
             Output columns ``asset``, ``time`` (as given), ``condition`` (name or
@@ -234,7 +236,7 @@ class EdgeModel:
             with a threshold); one row per window, by asset in order of first
             appearance, then time. And one :class:`RowError` per rejected row.
         """
-        win = self.windows_for_rows(rows)
+        win = self.windows_for_rows(rows, asset)
         k = self.n_classes
         values = np.empty((len(win), k) if k else len(win), dtype=np.float32)
         step = max(int(batch_size), 1)

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from plantml.core.windows import window_due
 from plantml.edge.bundle import Bundle
 from plantml.edge.preprocess import RowError, describe_time_order, given_time
 from plantml.edge.runtime import EdgeModel
@@ -34,17 +35,16 @@ class Prediction:
 
 
 class _AssetState:
-    __slots__ = ("buffer", "count", "last_time", "pos", "windows")
+    __slots__ = ("buffer", "count", "last_time", "pos")
 
     def __init__(self, length: int, channels: int):
         self.buffer = np.zeros((length, channels), dtype=np.float32)
         self.pos = 0  # where the next row goes (the oldest row once full)
         self.count = 0  # rows since the last restart
-        self.windows = 0  # complete windows since the last restart
         self.last_time: float | None = None
 
     def restart(self) -> None:
-        self.pos = self.count = self.windows = 0
+        self.pos = self.count = 0
 
 
 class StreamingPredictor:
@@ -52,10 +52,14 @@ class StreamingPredictor:
 
     Args:
         model: an :class:`EdgeModel`, a :class:`Bundle` or a bundle folder.
+        asset: the name of the one asset when the bundle was trained without asset ids.
     """
 
-    def __init__(self, model: EdgeModel | Bundle | str | Path, threads: int = 1):
+    def __init__(
+        self, model: EdgeModel | Bundle | str | Path, threads: int = 1, asset: str | None = None
+    ):
         self.model = model if isinstance(model, EdgeModel) else EdgeModel(model, threads)
+        self.asset = asset  # the one asset's name when the bundle has no asset column
         bundle = self.model.bundle
         self.length, self.stride, self.max_gap = (
             bundle.window_length,
@@ -87,7 +91,7 @@ class StreamingPredictor:
         bundle = self.model.bundle
         missing = [c for c in self.required if c not in row]
         if missing:
-            asset = row.get(bundle.asset_column)
+            asset = row.get(bundle.asset_column) if bundle.asset_column else self.asset
             raise RowError(
                 number,
                 None if asset is None else str(asset),
@@ -95,7 +99,9 @@ class StreamingPredictor:
                 f"the row lacks the column(s) {missing}; every row needs: "
                 f"{', '.join(self.required)}",
             )
-        parsed = self.model.preprocessor.parse({c: [row[c]] for c in self.required}, number)
+        parsed = self.model.preprocessor.parse(
+            {c: [row[c]] for c in self.required}, number, asset=self.asset
+        )
         if parsed.errors:
             raise parsed.errors[0]
         asset, t = parsed.asset[0], float(parsed.time[0])
@@ -111,10 +117,7 @@ class StreamingPredictor:
         state.buffer[state.pos] = parsed.x[0]
         state.pos = (state.pos + 1) % self.length
         state.count += 1
-        if state.count < self.length:
-            return None
-        state.windows += 1
-        if (state.windows - 1) % self.stride:
+        if not window_due(state.count, self.length, self.stride):
             return None
         window = np.concatenate([state.buffer[state.pos :], state.buffer[: state.pos]])
         value = self.model.predict_windows(window[None])

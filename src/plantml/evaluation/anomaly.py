@@ -145,14 +145,32 @@ def anomaly_metrics(scores, labels, threshold: float, assets=None, ends=None) ->
     ``detected_share`` (events with at least one alarm), ``detection_delay``
     (mean windows from an event's start to its first alarm, over detected
     events), AUROC (both classes present), the confusion counts and ``n``;
-    ``None`` where a metric is undefined.
+    ``None`` where a metric is undefined. Windows labelled NaN (unlabelled data)
+    count only in ``alarms`` and ``alarm_rate``; ``labelled`` says how many had labels.
     """
     from plantml.evaluation.metrics import classification_metrics
 
     scores = np.asarray(scores, dtype=np.float64).reshape(-1)
     if len(scores) == 0:
         return {"n": 0}
-    positive = np.asarray(labels, dtype=np.float64).reshape(-1) > 0.5
+    labels = np.asarray(labels, dtype=np.float64).reshape(-1)
+    known = np.isfinite(labels)
+    if not known.all():  # unlabelled windows: alarms count, detection metrics need labels
+        base = {
+            "n": len(scores),
+            "labelled": int(known.sum()),
+            "alarms": int((scores >= threshold).sum()),
+            "alarm_rate": float((scores >= threshold).mean()),
+            "threshold": float(threshold),
+        }
+        if not known.any():
+            return base
+        part = {
+            k: None if v is None else np.asarray(v).reshape(-1)[known]
+            for k, v in (("assets", assets), ("ends", ends))
+        }
+        return {**anomaly_metrics(scores[known], labels[known], threshold, **part), **base}
+    positive = labels > 0.5
     alarm = scores >= threshold
     # precision, recall, F1, AUROC and the counts: the same rule as failure alarms
     out = classification_metrics(

@@ -93,7 +93,7 @@ def _metrics_from_totals(kind: str, totals: np.ndarray) -> dict[str, np.ndarray]
         return {
             "precision": np.where(tp + fp > 0, tp / (tp + fp), np.nan),
             "recall": np.where(tp + fn > 0, tp / (tp + fn), np.nan),
-            "f1": np.where(tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan),
+            "f1": np.where(tp + fn > 0, 2 * tp / (2 * tp + fp + fn), np.nan),
             "false_alarms_per_1000": np.where(n > 0, 1000.0 * fp / n, np.nan),
         }
 
@@ -178,6 +178,35 @@ def asset_bootstrap(
             low, high = np.quantile(values, q)
             out[name] = (float(low), float(high))
     return out
+
+
+BOOT_METHODS = ("auto", "asset", "block")
+
+
+def resampling_units(assets: np.ndarray, method: str = "auto") -> tuple[np.ndarray, str]:
+    """The clusters a bootstrap resamples, and the method used (``asset`` or ``block``).
+
+    ``asset``: the assets themselves. ``block``: within each asset, blocks of
+    ``max(10, ceil(sqrt(n)))`` consecutive windows (``n``: the asset's windows, in
+    the given order, which is time order in evaluation), so that a single asset's
+    intervals come from resampling stretches of its history (a block bootstrap over
+    time) rather than from nothing. ``auto``: ``block`` when there is one asset.
+    """
+    if method not in BOOT_METHODS:
+        raise ConfigError(f"unknown bootstrap_method {method!r}; use one of {BOOT_METHODS}")
+    assets = np.asarray(assets)
+    labels, codes = np.unique(assets, return_inverse=True)
+    codes = codes.reshape(-1)
+    if method == "asset" or (method == "auto" and len(labels) > 1):
+        return assets, "asset"
+    units = np.empty(len(assets), dtype=np.int64)
+    next_id = 0
+    for j in range(len(labels)):
+        rows = np.flatnonzero(codes == j)
+        size = max(10, int(np.ceil(np.sqrt(len(rows)))))
+        units[rows] = next_id + np.arange(len(rows)) // size
+        next_id += (len(rows) + size - 1) // size
+    return units, "block"
 
 
 def bootstrap_by_group(

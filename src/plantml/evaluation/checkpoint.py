@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+import plantml.resolvers  # noqa: F401  (stored run configs use them)
 from plantml.builders import build_datamodule, build_task, build_trainer, instantiate
 from plantml.errors import CheckpointError, ConfigError
 from plantml.evaluation.results import finish_evaluation
@@ -129,6 +130,7 @@ def evaluate_checkpoint(eval_cfg: DictConfig, overrides: list[str]) -> dict:
     split = datamodule.eval_split
     task.test_prefix = split
     task.n_boot = int(eval_cfg.get("bootstrap", 0))
+    task.boot_method = str(eval_cfg.get("bootstrap_method", "auto"))
     bar = cfg.get("callbacks", {}).get("progress_bar") or {
         "_target_": "lightning.pytorch.callbacks.RichProgressBar"
     }

@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from plantml.errors import ConfigError, did_you_mean
-from plantml.evaluation.metrics import (
+from plantml.evaluation.names import (
     ANOMALY_METRICS,
     CLASS_METRICS,
     FAILURE_METRICS,

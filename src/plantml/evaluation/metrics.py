@@ -18,6 +18,15 @@ from torchmetrics.functional.classification import (
 )
 from torchmetrics.functional.regression import mean_absolute_error, mean_squared_error
 
+from plantml.evaluation.names import (  # noqa: F401 (re-exported: the names live torch-free)
+    ANOMALY_METRICS,
+    CLASS_METRICS,
+    FAILURE_METRICS,
+    HEADLINE,
+    HIGHER_IS_WORSE,
+    RUL_METRICS,
+)
+
 
 def phm08_score(pred: torch.Tensor, target: torch.Tensor) -> float:
     """PHM08 challenge score: sum of exp(-d/13) - 1 (early) and exp(d/10) - 1 (late), d = pred - true.
@@ -63,8 +72,9 @@ def classification_metrics(prob: torch.Tensor, target: torch.Tensor, threshold: 
     tp, fp = int((alarm & positive).sum()), int((alarm & ~positive).sum())
     fn, tn = int((~alarm & positive).sum()), int((~alarm & ~positive).sum())
     precision = tp / (tp + fp) if tp + fp else None
+    # without a positive window recall and F1 say nothing: not assessable, not 0
     recall = tp / (tp + fn) if tp + fn else None
-    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None
+    f1 = 2 * tp / (2 * tp + fp + fn) if tp + fn else None
     both = 0 < int(target.sum()) < n
     return {
         "precision": precision,
@@ -125,43 +135,6 @@ def multiclass_metrics(
     }
 
 
-# every metric name evaluate() produces, and which of them are worse when higher
-RUL_METRICS = ("rmse", "mae", "bias", "score")
-FAILURE_METRICS = (
-    "precision",
-    "recall",
-    "f1",
-    "auroc",
-    "auprc",
-    "false_alarms_per_1000",
-    "false_alarms_per_asset_day",
-)
-ANOMALY_METRICS = (
-    "precision",
-    "recall",
-    "f1",
-    "false_alarm_rate",
-    "missed_alarm_rate",
-    "detection_delay",
-    "detected_share",
-    "auroc",
-    "false_alarms_per_asset_day",
-)
-CLASS_METRICS = ("accuracy", "macro_f1", "balanced_accuracy", "macro_precision")
-HIGHER_IS_WORSE = {
-    "rmse",
-    "mae",
-    "score",
-    "false_alarms_per_1000",
-    "false_alarms_per_asset_day",
-    "false_alarm_rate",
-    "missed_alarm_rate",
-    "detection_delay",
-}
-# the metric that names a condition "worst"
-HEADLINE = {"rul": "rmse", "failure": "f1", "anomaly": "f1", "class": "accuracy"}
-
-
 def evaluate(
     kind: str,
     pred: torch.Tensor,
@@ -174,6 +147,7 @@ def evaluate(
     seed: int = 0,
     ends: torch.Tensor | None = None,
     class_names: list[str] | None = None,
+    boot_method: str = "auto",
 ) -> dict:
     """Metrics overall and per operating condition for ``kind`` rul, failure, anomaly or class.
 
@@ -184,13 +158,18 @@ def evaluate(
     "worst_condition": {...}}``; each metrics dict carries ``n`` (windows) and,
     with ``assets``, ``assets`` (distinct assets). With ``n_boot`` > 0 each also
     carries ``ci``: 95 % intervals from resampling assets (windows of one asset
-    are not independent). For ``class``, ``pred`` is ``(windows, K)`` class
+    are not independent; ``boot_method`` ``block`` resamples blocks of consecutive
+    windows instead, ``auto`` does so where there is a single asset; the method used
+    is ``ci_method``). For ``class``, ``pred`` is ``(windows, K)`` class
     probabilities or ``(windows,)`` codes (:func:`multiclass_metrics`, named by
     ``class_names``); intervals are not computed for it (``n_boot`` is ignored).
     """
 
     def one(mask: torch.Tensor | None) -> dict:
         p, t = (pred, target) if mask is None else (pred[mask], target[mask])
+        labelled = (
+            torch.isfinite(t) if t.dtype.is_floating_point else torch.ones_like(t, dtype=bool)
+        )
         if kind == "anomaly":
             from plantml.evaluation.anomaly import anomaly_metrics
 
@@ -207,14 +186,17 @@ def evaluate(
         if assets is not None:
             a = assets if mask is None else assets[mask]
             out["assets"] = int(torch.unique(a).numel())
-            if n_boot > 0 and len(t) and kind != "class":
-                from plantml.evaluation.bootstrap import asset_bootstrap
+            if n_boot > 0 and bool(labelled.any()) and kind != "class":
+                from plantml.evaluation.bootstrap import asset_bootstrap, resampling_units
 
+                keep = labelled.numpy()
+                units, method = resampling_units(a.numpy()[keep], boot_method)
+                out["ci_method"] = method
                 ci = asset_bootstrap(
                     "failure" if kind == "anomaly" else kind,  # alarms: the same counts
-                    p.numpy(),
-                    t.numpy(),
-                    a.numpy(),
+                    p.numpy()[keep],
+                    t.numpy()[keep],
+                    units,
                     threshold=threshold,
                     n_boot=n_boot,
                     seed=seed,

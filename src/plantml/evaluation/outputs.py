@@ -246,6 +246,28 @@ def plot_anomaly_scores(
     _save_grid(fig, axes, len(assets), path)
 
 
+def first_alarms(pred: pd.DataFrame) -> pd.DataFrame:
+    """Per asset: its first alarm (time, score), how many of its windows alarmed, its top score.
+
+    Assets that never alarmed have an empty ``first_alarm``; the table is what an operator
+    reads first on unlabelled data.
+    """
+    rows = []
+    for asset, one in pred.groupby("asset", sort=False):
+        hits = one[one["alarm"] == 1]
+        rows.append(
+            {
+                "asset": asset,
+                "first_alarm": hits["time"].iloc[0] if len(hits) else None,
+                "first_alarm_score": hits["prediction"].iloc[0] if len(hits) else None,
+                "alarms": len(hits),
+                "windows": len(one),
+                "max_score": one["prediction"].max(),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def plot_precision_recall(pred: pd.DataFrame, threshold: float, path: Path) -> None:
     """Precision-recall curve, overall and per condition, with the alarm threshold marked."""
     from torchmetrics.functional.classification import binary_precision_recall_curve
@@ -343,11 +365,14 @@ def write_outputs(
             plot_anomaly_scores(
                 pred, threshold, output_dir / f"anomaly_scores_{split}.png", time_label
             )
-            plot_confusion_matrices(pred, output_dir / f"confusion_{split}.png", "anomaly")
+            first_alarms(pred).to_csv(output_dir / f"first_alarms_{split}.csv", index=False)
             written += [
                 output_dir / f"anomaly_scores_{split}.png",
-                output_dir / f"confusion_{split}.png",
+                output_dir / f"first_alarms_{split}.csv",
             ]
+            if pred["target"].notna().any():  # unlabelled data has no confusion to show
+                plot_confusion_matrices(pred, output_dir / f"confusion_{split}.png", "anomaly")
+                written.append(output_dir / f"confusion_{split}.png")
         else:
             plot_precision_recall(pred, threshold, output_dir / f"precision_recall_{split}.png")
             plot_confusion_matrices(pred, output_dir / f"confusion_{split}.png")

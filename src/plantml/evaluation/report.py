@@ -91,6 +91,11 @@ def print_results(metrics: dict, title: str = "results", output_dir: Path | None
         extra.append(f"training throughput {metrics['train/windows_per_second']:,.0f} windows/s")
     if output_dir is not None:
         extra.append(f"outputs in {output_dir}")
+    data = metrics.get("data") or {}
+    if data.get("features"):
+        console.print(f"inputs ({len(data['features'])}): {', '.join(data['features'])}")
+    for warning in data.get("warnings", []):
+        console.print(f"[yellow]data warning:[/yellow] {warning}")
     if extra:
         console.print("; ".join(extra))
 
@@ -163,6 +168,13 @@ def report_markdown(
         ]
         if warnings:
             out += ["Coverage warnings:", "", *[f"- {w}" for w in warnings], ""]
+    data = metrics.get("data") or {}
+    if data.get("features") or data.get("warnings"):
+        out += ["## Data", ""]
+        if data.get("features"):
+            out += [f"Model inputs ({len(data['features'])}): {', '.join(data['features'])}", ""]
+        out += [f"- warning: {w}" for w in data.get("warnings", [])]
+        out.append("")
     if plots:
         out += ["## Plots", "", *[f"![{p}]({p})" for p in plots], ""]
     return "\n".join(out)

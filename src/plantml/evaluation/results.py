@@ -97,6 +97,8 @@ def finish_evaluation(
     """metrics.json and the files beside it for what ``task`` scored last; (metrics, files written)."""
     metrics = flatten_results(task.results, coverage_warnings(datamodule, task.results))
     metrics.update(extra)
+    data = datamodule.data
+    metrics["data"] = {"features": list(data.feature_names), "warnings": list(data.warnings)}
     frames = prediction_frames(task, datamodule) if is_global_zero else {}
     add_alarm_rates(metrics, frames)
     gate_lines = apply_gate(gate_cfg, metrics, gate_split) if task.results else None

@@ -39,6 +39,7 @@ from plantml.export import onnx as ox
 from plantml.export.bundle import write_bundle
 from plantml.export.finetune import fit
 from plantml.export.quantize import quantize
+from plantml.export.recipe import calibrated_threshold
 from plantml.export.verify import EvalWindows, parity, require_parity
 
 log = logging.getLogger(__name__)
@@ -158,8 +159,14 @@ def export_fallback(run, bundle_dir: Path, drop: list[str], epochs: int) -> dict
         )
         pred = ox.run_onnx(ox.session(final), windows.windows)
         model_info.update(variant="fallback_int8", quantization=q)
-    threshold = task.threshold_value()
     kind = task.kind
+    threshold = task.threshold_value()
+    fixed = getattr(task, "threshold_method", None) == "fixed"
+    if kind in ("anomaly", "failure") and not fixed:  # its own scores, as every export variant
+        val = windows if windows.split == "val" else EvalWindows(datamodule, "val")
+        val_pred = pred if val is windows else ox.run_onnx(ox.session(final), val.windows)
+        if len(val.y):
+            threshold = calibrated_threshold(task, val_pred, val.y)
     metrics = {"split": windows.split, **windows.score(kind, pred, threshold)}
     out = write_bundle(
         bundle_dir / "fallbacks" / name,

@@ -113,7 +113,8 @@ def input_manifest(data: PreparedData, cleaning: Mapping | None, stride: int = 1
         )
     return {
         "input": {
-            "asset_column": table.asset_column,
+            # null: the ids were made up in training (one per file): the device needs none
+            "asset_column": table.asset_column if table.asset_ids_given else None,
             "time_column": table.time_column,
             "time_kind": time_kind,
             "sampling_period": period,

@@ -22,9 +22,17 @@ from omegaconf import DictConfig, OmegaConf
 from plantml.edge.bundle import sha256_file
 from plantml.errors import ConfigError
 from plantml.evaluation.checkpoint import load_run
-from plantml.evaluation.metrics import HEADLINE, HIGHER_IS_WORSE
+from plantml.evaluation.metrics import (
+    ANOMALY_METRICS,
+    CLASS_METRICS,
+    FAILURE_METRICS,
+    HEADLINE,
+    HIGHER_IS_WORSE,
+    RUL_METRICS,
+    best_f1_threshold,
+)
 from plantml.export import onnx as ox
-from plantml.export.bundle import write_bundle
+from plantml.export.bundle import write_bundle, write_sample_rows
 from plantml.export.distill import distill
 from plantml.export.finetune import fit
 from plantml.export.onnx import ExportError
@@ -147,14 +155,34 @@ def _lineage(ckpt: Path, checkpoint: dict, run_cfg: DictConfig, recipe: dict) ->
     return out
 
 
-def _check_metric_change(limits: dict, baseline: dict, final: dict) -> list[str]:
-    """Failures of ``max_metric_change`` ({metric: allowed worsening}) for the bundle."""
+KIND_METRICS = {
+    "rul": RUL_METRICS,
+    "failure": FAILURE_METRICS,
+    "anomaly": ANOMALY_METRICS,
+    "class": CLASS_METRICS,
+}
+
+
+def _check_metric_change(limits: dict, baseline: dict, final: dict, kind: str) -> list[str]:
+    """Failures of ``max_metric_change`` ({metric: allowed worsening}) for the bundle.
+
+    One recipe serves every task: a metric of another task kind (``rmse`` for an anomaly
+    model) is skipped; a name no task measures is a ConfigError.
+    """
     problems = []
+    known = {m for names in KIND_METRICS.values() for m in names}
     for metric, allowed in (limits or {}).items():
+        if metric not in known:
+            raise ConfigError(
+                f"export.max_metric_change names {metric!r}, which no task measures; use "
+                f"metrics such as {', '.join(sorted(known))}"
+            )
+        if metric not in KIND_METRICS[kind]:
+            continue
         before = baseline["metrics"]["overall"].get(metric)
         after = final["metrics"]["overall"].get(metric)
         if before is None or after is None:
-            raise ConfigError(f"export.max_metric_change names {metric!r}, which is not measured")
+            continue  # not assessable on these windows (e.g. F1 without a positive)
         worse = (after - before) if metric in HIGHER_IS_WORSE else (before - after)
         if worse > float(allowed):
             problems.append(
@@ -163,6 +191,16 @@ def _check_metric_change(limits: dict, baseline: dict, final: dict) -> list[str]
                 "fine-tuning epochs) or loosen export.max_metric_change"
             )
     return problems
+
+
+def calibrated_threshold(task, pred: np.ndarray, y: np.ndarray) -> float:
+    """An anomaly or failure model's alarm threshold from its scores ``pred`` (n,) on
+    validation windows labelled ``y`` (n,): the task's rule on the normal windows (anomaly),
+    best F1 (failure)."""
+    if task.kind == "anomaly":
+        normal = pred[y < 0.5]
+        return float(task.calibrate(normal)) if len(normal) else task.threshold_value()
+    return best_f1_threshold(torch.from_numpy(pred.astype(np.float32)), torch.from_numpy(y))
 
 
 class ExportRun:
@@ -187,6 +225,10 @@ class ExportRun:
         self.windows = EvalWindows(self.datamodule, self.split, cfg.measure.get("windows"))
         if not len(self.windows.y):
             raise ConfigError(f"the run has no {self.split} windows to check the export on")
+        # every variant's alarm threshold is set again from its own scores on all of
+        # validation, as training set it (measure.windows only thins the measurements)
+        whole = self.split == "val" and not cfg.measure.get("windows")
+        self.calibration = self.windows if whole else EvalWindows(self.datamodule, "val")
         self.measure = Measure(self.task.kind, self.windows, cfg)
         tol = self.recipe.get("parity") or {}
         self.atol, self.rtol = float(tol.get("atol", 1e-4)), float(tol.get("rtol", 1e-3))
@@ -214,13 +256,28 @@ class ExportRun:
             self.recipe.get("opset", 17),
         )
         reference = self.measure.reference(model)
-        threshold = self.current.threshold_value()
+        threshold = self.variant_threshold(path)
         variant = self.measure.onnx_variant(label, path, model, threshold, reference)
         variant["export"] = info
         variant["parity"] = parity(reference, variant["_pred"], self.atol, self.rtol)
         require_parity(variant["parity"], f"{label}.onnx ({info['exporter']} exporter)")
         self.variants.append(variant)
         return variant
+
+    def variant_threshold(self, path: Path) -> float:
+        """The alarm threshold of the ONNX variant at ``path``, calibrated on its own scores.
+
+        Anomaly: the task's rule (quantile / POT) on the normal validation windows;
+        failure: best F1 on validation. A quantized model scores differently from its
+        float parent, so it gets its own threshold; RUL and class models have none.
+        """
+        task = self.current
+        kind = task.kind
+        fixed = getattr(task, "threshold_method", None) == "fixed"
+        if kind not in ("anomaly", "failure") or fixed or not len(self.calibration.y):
+            return task.threshold_value()
+        pred = ox.run_onnx(ox.session(path, self.measure.threads), self.calibration.windows)
+        return calibrated_threshold(task, pred, self.calibration.y)
 
     def distill(self, spec: dict) -> None:
         self.current, self.current_cfg, history = distill(
@@ -271,7 +328,7 @@ class ExportRun:
         )
         model = ox.predictor(self.current)
         reference = source["_reference"]
-        threshold = self.current.threshold_value()
+        threshold = self.variant_threshold(dst)
         variant = self.measure.onnx_variant(dst.stem, dst, model, threshold, reference)
         variant["export"] = source["export"]
         variant["quantization"] = info
@@ -283,7 +340,7 @@ class ExportRun:
         """Check the metric limits, seal the bundle, write the report; returns the report."""
         final = self.variants[-1]
         problems = _check_metric_change(
-            self.recipe.get("max_metric_change"), self.variants[0], final
+            self.recipe.get("max_metric_change"), self.variants[0], final, self.task.kind
         )
         if problems:
             raise ExportError("; ".join(problems))
@@ -307,6 +364,12 @@ class ExportRun:
             metrics={"split": self.split, **final["metrics"]},
             lineage=_lineage(self.ckpt, self.checkpoint, self.run_cfg, self.recipe),
         )
+        samples = write_sample_rows(
+            bundle,
+            self.datamodule.prepared(self.split),
+            self.split,
+            self.out_dir / "sample_rows.csv",
+        )
         torch_v, onnx_v = self.variants[0], self.variants[1]
         report = {
             "name": self.name,
@@ -318,6 +381,7 @@ class ExportRun:
             "threads": self.measure.threads,
             "headline_metric": HEADLINE[kind],
             "bundle": str(bundle),
+            "sample_rows": str(samples),
             "final_variant": final["name"],
             "size_ratio_vs_onnx_fp32": final["bytes"] / onnx_v["bytes"],
             "latency_speedup_vs_torch": torch_v["latency"]["p50_ms"] / final["latency"]["p50_ms"],

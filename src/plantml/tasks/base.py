@@ -45,6 +45,7 @@ class SensorTask(L.LightningModule):
         self.condition_names = list(condition_names or ["all"])
         self.test_prefix = "test"
         self.n_boot = 0  # > 0: confidence intervals by resampling assets (final evaluation only)
+        self.boot_method = "auto"  # asset | block (time blocks) | auto (block for one asset)
         self.results: dict[str, dict] = {}
         self.predictions: dict[str, dict[str, torch.Tensor]] = {}  # the last pass of each split
         self._outputs: list[dict] = []
@@ -181,6 +182,7 @@ class SensorTask(L.LightningModule):
             self.threshold_value(),
             assets=out["asset"],
             n_boot=self.n_boot,
+            boot_method=self.boot_method,
             class_names=getattr(self, "class_names", None),
         )
         self.results[split] = result

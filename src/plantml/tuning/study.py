@@ -24,6 +24,7 @@ import optuna
 from omegaconf import DictConfig, open_dict
 from optuna.trial import FrozenTrial, TrialState
 
+import plantml.resolvers  # noqa: F401  (before any compose)
 from plantml.errors import ConfigError, PlantMLError
 from plantml.tuning.settings import (
     LATENCY,

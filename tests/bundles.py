@@ -1,9 +1,6 @@
-"""Tiny edge bundles built without training, for the edge runtime and agent tests.
-
-The model is a hand-made ONNX graph (a MatMul with known weights over the
-flattened window), so every expected prediction is a numpy one-liner
-(:func:`reference`).
-"""
+"""Edge bundles built by hand for tests: a MatMul ONNX graph with known weights over the
+flattened window, so every expected prediction is a numpy one-liner (``weights.npy`` keeps
+the weights beside the model, :func:`reference` computes them loop by loop)."""
 
 from __future__ import annotations
 
@@ -53,6 +50,9 @@ def make_bundle(
     alarm_when: str | None = "above",
     batch=None,
     seed: int = 0,
+    name: str = "test-bundle",
+    metrics: dict | None = None,
+    lineage: dict | None = None,
 ) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     conditions = conditions or {"mode": "single", "names": ["all"]}
@@ -68,7 +68,7 @@ def make_bundle(
     manifest = {
         "format": "plantml-edge-bundle",
         "format_version": 1,
-        "name": "test-bundle",
+        "name": name,
         "version": "1",
         "created": "2024-01-01T00:00:00Z",
         "plantml_version": "0.1.0",
@@ -107,8 +107,8 @@ def make_bundle(
             "threshold": threshold,
             "alarm_when": alarm_when if threshold is not None else None,
         },
-        "lineage": {},
-        "metrics": {"test/auroc": 0.91, "val/auroc": 0.9},
+        "lineage": lineage or {},
+        "metrics": metrics if metrics is not None else {"test/auroc": 0.91, "val/auroc": 0.9},
     }
     write_manifest(folder, manifest)
     return folder

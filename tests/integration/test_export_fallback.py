@@ -9,21 +9,18 @@ import pytest
 from plantml.agent.config import parse_config
 from plantml.agent.models import ModelSlot
 from plantml.edge import load_bundle
-from tests.integration.helpers import TINY, run_cli, run_dirs
+from tests.integration.helpers import QUICK, run_cli
 
 pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
 
 
-def test_fallback_bundles_are_trained_sealed_and_served(tmp_path):
-    run_cli("plantml-train", *TINY, "bootstrap=0", "model.hidden_size=16", cwd=tmp_path)
-    ckpt = run_dirs(tmp_path, "synthetic_failure")[-1] / "checkpoints" / "best.ckpt"
+def test_fallback_bundles_are_trained_sealed_and_served(tmp_path, tiny_run):
     run_cli(
         "plantml-export",
-        f"ckpt_path={ckpt}",
+        f"ckpt_path={tiny_run.ckpt}",
         "export=int8",
         f"export_dir={tmp_path / 'export'}",
-        "measure.repeats=5",
-        "measure.windows=300",
+        *QUICK,
         "export.fallbacks=[[pressure],[vibration_rms,motor_current]]",
         "export.fallback_epochs=1",
         cwd=tmp_path,

@@ -428,7 +428,7 @@ def main() -> None:
                     r: metric_value(text, "plantml_agent_rows_rejected_total", reason=r)
                     for r in ("redelivered", "duplicate", "time_order", "bad_value")
                 },
-                "max_queue_depth": max(x[5] for x in samples),
+                "max_queue_depth": max(x[4] for x in samples),
                 "rss_at_60s_mb": next((x[2] for x in samples if x[0] >= t0 + 60), rss1) / 2**20,
                 "predictions": metric_value(text, "plantml_agent_predictions_total"),
             }

@@ -94,7 +94,7 @@ class Publisher(Connection):
                         break
                     inflight[info.mid] = message
                     last_id = message.id
-            self.wake.wait(TICK)
+            self.wake.wait(TICK if inflight else 1.0)  # idle: new messages wake it (notify)
         self._settle(inflight)
 
     def _make_client(self) -> paho.Client:

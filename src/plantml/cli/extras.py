@@ -109,3 +109,7 @@ def export():
 
 def data():
     return launch("plantml-data", "train", "plantml.cli.data:main")
+
+
+def agent():
+    return launch("plantml-agent", "agent", "plantml.agent.cli:main")

@@ -51,6 +51,8 @@ RECIPE_KEYS = {
     "quantize",
     "parity",
     "max_metric_change",
+    "fallbacks",
+    "fallback_epochs",
 }
 
 
@@ -191,6 +193,16 @@ def _check_metric_change(limits: dict, baseline: dict, final: dict, kind: str) -
     return problems
 
 
+def calibrated_threshold(task, pred: np.ndarray, y: np.ndarray) -> float:
+    """An anomaly or failure model's alarm threshold from its scores ``pred`` (n,) on
+    validation windows labelled ``y`` (n,): the task's rule on the normal windows (anomaly),
+    best F1 (failure)."""
+    if task.kind == "anomaly":
+        normal = pred[y < 0.5]
+        return float(task.calibrate(normal)) if len(normal) else task.threshold_value()
+    return best_f1_threshold(torch.from_numpy(pred.astype(np.float32)), torch.from_numpy(y))
+
+
 class ExportRun:
     """One recipe on one checkpoint: the current model, the variants measured so far."""
 
@@ -265,11 +277,7 @@ class ExportRun:
         if kind not in ("anomaly", "failure") or fixed or not len(self.calibration.y):
             return task.threshold_value()
         pred = ox.run_onnx(ox.session(path, self.measure.threads), self.calibration.windows)
-        y = self.calibration.y
-        if kind == "anomaly":
-            normal = pred[y < 0.5]
-            return float(task.calibrate(normal)) if len(normal) else task.threshold_value()
-        return best_f1_threshold(torch.from_numpy(pred.astype(np.float32)), torch.from_numpy(y))
+        return calibrated_threshold(task, pred, self.calibration.y)
 
     def distill(self, spec: dict) -> None:
         self.current, self.current_cfg, history = distill(
@@ -398,4 +406,10 @@ def run_export(cfg: DictConfig) -> dict:
         spec = run.recipe.get(step)
         if spec:
             getattr(run, step)(spec)
-    return run.finish()
+    report = run.finish()
+    if run.recipe.get("fallbacks"):  # bundles without named sensors (plantml.export.fallback)
+        from plantml.export.fallback import export_fallbacks
+
+        report["fallbacks"] = export_fallbacks(run, report["bundle"])
+        write_report(run.out_dir, report)
+    return report

@@ -292,3 +292,21 @@ def test_batch_equals_stream_equals_batch_size_one(lstm_bundles, kind):
     order = {"a0": 0, "a1": 1, "a2": 2, "a3": 3}
     streamed = sorted(streamed, key=lambda p: (order[p.asset], float(p.time)))
     np.testing.assert_array_equal(batched, np.array([p.value for p in streamed], np.float32))
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        (10**400, "infinite or too large"),  # JSON allows integers of any size
+        ([1.0, 2.0], r"not a number: \[1.0, 2.0\]"),  # a list where a reading belongs
+        (True, "not a number: True"),  # JSON true is not a reading
+        ({"v": 1}, "not a number"),
+    ],
+)
+def test_odd_json_values_are_row_errors_not_crashes(tmp_path, value, message):
+    stream = StreamingPredictor(make_bundle(tmp_path / "b", features=("a", "b"), length=2))
+    good = {"unit": "p1", "t": 1, "a": 1.0, "b": 2.0}
+    assert stream.feed(good) is None
+    with pytest.raises(RowError, match=message):
+        stream.feed({**good, "t": 2, "a": value})
+    assert stream.feed({**good, "t": 3}) is not None  # the asset goes on

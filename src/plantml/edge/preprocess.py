@@ -71,20 +71,31 @@ def _is_missing(value: Any) -> bool:
 
 
 def _to_float(value: Any) -> float:
+    """``value`` as a float: NaN when it is not a number (text, a list, a JSON true/false),
+    infinite when it is a number too large for a float (10**400)."""
+    if isinstance(value, bool):
+        return math.nan  # JSON true/false is not a reading
     try:
         return float(value)
+    except OverflowError:
+        return (math.inf if value > 0 else -math.inf) if isinstance(value, int) else math.nan
     except (TypeError, ValueError):
         return math.nan
 
 
 def parse_numbers(values: Sequence | np.ndarray) -> np.ndarray:
-    """Values as float64, (n,); missing or non-numeric values become NaN."""
+    """Values as float64, (n,); missing or non-numeric values become NaN, huge ones inf."""
     if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
         return values.astype(np.float64)
     try:
-        return np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
+        out = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
         return np.array([_to_float(v) for v in values], dtype=np.float64)
+    if out.ndim != 1 or (
+        len(values) and not isinstance(values[0], str) and any(isinstance(v, bool) for v in values)
+    ):  # nested sequences, or booleans that numpy would read as 0/1
+        return np.array([_to_float(v) for v in values], dtype=np.float64)
+    return out
 
 
 def describe_bad_number(value: Any) -> str:
@@ -92,11 +103,12 @@ def describe_bad_number(value: Any) -> str:
     if _is_missing(value) or (isinstance(value, float | np.floating) and math.isnan(value)):
         return f"missing value; the model needs a number in every feature column ({FIX_VALUE})"
     number = _to_float(value)
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:36] + "..."
     if math.isnan(number):
         if isinstance(value, str) and value.strip().lower() in ("nan", "+nan", "-nan"):
             return f"value is NaN; the model needs a finite number ({FIX_VALUE})"
-        return f"not a number: {value!r} ({FIX_VALUE})"
-    return f"value {value!r} is infinite; the model needs a finite number ({FIX_VALUE})"
+        return f"not a number: {shown} ({FIX_VALUE})"
+    return f"value {shown} is infinite or too large; the model needs a finite number ({FIX_VALUE})"
 
 
 def _parse_timestamp(value: Any) -> float:

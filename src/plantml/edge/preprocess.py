@@ -249,13 +249,24 @@ class ConditionAssigner:
             return np.zeros(n, dtype=np.int64)
         if self.mode == "column":
             return np.array(_memo_map(self.category, values), dtype=np.int64)
-        points = np.nan_to_num((settings - self.center) / self.scale)
+        return self.nearest(settings)[0]
+
+    def nearest(self, settings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest centroid (n,) int64 and its distance (n,) for settings (n, k), cluster mode.
+
+        The distance is in scaled settings units (``(settings - center) / scale``);
+        monitoring compares it with the training range to flag unseen conditions.
+        """
+        points = np.nan_to_num((np.asarray(settings, dtype=np.float64) - self.center) / self.scale)
+        n = len(points)
         out = np.empty(n, dtype=np.int64)
+        dist = np.empty(n, dtype=np.float64)
         for start in range(0, n, 65536):  # bounded memory, as in training
             p = points[start : start + 65536]
             d2 = ((p[:, None, :] - self.centroids[None]) ** 2).sum(-1)
             out[start : start + 65536] = np.argmin(d2, axis=1)
-        return out
+            dist[start : start + 65536] = np.sqrt(d2.min(axis=1))
+        return out, dist
 
 
 def normalize(

@@ -58,3 +58,11 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real datasets not found at {SHARED_DATA} (set PLANTML_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def monitoring_profile():
+    """A reference profile of a small three-condition fleet (tests/monitoring_data.py)."""
+    from tests.monitoring_data import profile
+
+    return profile()

@@ -22,8 +22,8 @@ from plantml.edge import EdgeModel, StreamingPredictor
 from plantml.edge.bundle import write_manifest
 from plantml.edge.io import iter_csv, read_csv
 from plantml.export.manifest import input_manifest
+from tests.bundles import onnx_model
 from tests.conftest import make_fleet
-from tests.unit.test_edge_runtime import onnx_model
 
 LENGTH = 6
 

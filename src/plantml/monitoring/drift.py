@@ -78,7 +78,15 @@ def input_drift(profile: ReferenceProfile, sketch: ProfileSketch) -> dict[str, n
     std_ref = profile.std_floor[ref]
     with np.errstate(invalid="ignore", divide="ignore"):
         w = wasserstein(
-            r_counts, r_stats["min"], r_stats["max"], sketch.counts, m.lo, m.hi, profile.edges[ref]
+            r_counts,
+            r_stats["min"],
+            r_stats["max"],
+            sketch.counts,
+            m.lo,
+            m.hi,
+            profile.edges[ref],
+            r_stats["tail_mean"],
+            sketch.tail_means(),
         )
         total = m.n + sketch.missing
         out = {
@@ -135,6 +143,8 @@ def output_drift(profile: ReferenceProfile, sketch: ProfileSketch) -> dict[str, 
                 m.lo,
                 m.hi,
                 out_ref.edges[ref],
+                out_ref.stats["tail_mean"][ref],
+                sketch.tail_means(output=True),
             )
             / std_ref,
             "mean": np.where(m.n > 0, m.mean, np.nan),

@@ -218,7 +218,7 @@ class Monitor:
         drift = chunk_drift(self.profile, sketch)
         z = None
         if self.profile.null is not None:
-            z = null_scores(self.profile, drift.input["wasserstein"], drift.n)
+            z = null_scores(self.profile, drift.input["wasserstein"], drift.n, whiten=True)
         findings: list[Finding] = []
         for rule in self.rules:
             if rule.sequential:

@@ -28,34 +28,34 @@ SD_FLOOR = 0.1
 MIN_ROWS = 8  # fewer rows of a block in a chunk: not tested
 
 
-def draw_chunk(
-    rng: np.random.Generator, run_starts: np.ndarray, run_lengths: np.ndarray, rows: int, block: int
-) -> np.ndarray:
-    """Row indices of one simulated chunk: contiguous ``block``-row pieces of random runs."""
-    picked: list[np.ndarray] = []
-    total = 0
-    while total < rows:
-        r = int(rng.integers(len(run_starts)))
-        take = int(min(block, run_lengths[r], rows - total))
-        start = run_starts[r] + int(rng.integers(run_lengths[r] - take + 1))
-        picked.append(np.arange(start, start + take))
-        total += take
-    return np.concatenate(picked)
-
-
 def fit_null(
     profile: ReferenceProfile,
     x: np.ndarray,
     codes: np.ndarray,
     runs: np.ndarray,
     sizes: tuple[int, ...] = (128, 512, 2048, 8192),
-    chunks: int = 100,
-    block_rows: int = 25,
+    chunks: int = 150,
+    block_rows: int = 20,
     distance: np.ndarray | None = None,
     seed: int = 0,
     split: str = "val",
+    sequence: int = 25,
+    subset: float = 0.5,
+    max_lag: int = 12,
 ) -> dict[str, Any]:
     """The null model of the normalized Wasserstein distance, from in-control rows.
+
+    Production chunks are simulated as a fleet in steady state
+    (:func:`plantml.monitoring.scenarios.fleet_chunks`): ``size / block_rows``
+    assets at a time, each giving ``block_rows`` consecutive rows to every
+    chunk and staying until its life ends, in sequences of ``sequence`` chunks.
+    Each sequence draws its assets from a random ``subset`` of the held-out
+    runs: a production fleet is another sample of assets than the reference,
+    and its offset persists for as long as it runs. Consecutive chunks share
+    assets, so their statistics are correlated; the long-run variance factor
+    ``lrv = 1 + 2 sum_l w_l rho_l`` (Bartlett weights up to ``max_lag``) of the
+    z-scores, pooled over the conditions, is kept so that sequential tests
+    account for it.
 
     Args:
         profile: the reference profile (bins and PCA from the training split).
@@ -64,38 +64,54 @@ def fit_null(
         runs: run id per row (n,): rows of one asset (and segment) share it.
         sizes: chunk sizes in rows to simulate.
         chunks: chunks simulated per size.
-        block_rows: rows taken from one run at a time (an asset's rows in one chunk).
+        block_rows: rows one asset gives to one chunk.
 
     Returns:
         The profile's ``null`` block: ``sizes`` (G,), ``rows`` (K+1, G) median rows
-        per block, ``mu`` and ``sd`` (K+1, S, G) of ``log(W + offset)``.
+        per block, ``mu`` and ``sd`` (K+1, S, G) of ``log(W + offset)``, ``lrv`` (K+1, G).
     """
-    runs = np.asarray(runs)
-    starts = np.flatnonzero(np.r_[True, runs[1:] != runs[:-1]])
-    lengths = np.diff(np.r_[starts, len(runs)])
+    from plantml.monitoring.scenarios import Pool, fleet_chunks
+
+    x, codes, runs = np.asarray(x), np.asarray(codes), np.asarray(runs)
+    run_ids = np.unique(runs)
     rng = np.random.default_rng(seed)
     k1, s = profile.n_conditions + 1, len(profile.signals)
     keep = np.r_[np.arange(k1 - 1), k1]  # sketch blocks: conditions and "all" (not unseen)
+    n_seq = max(2, int(np.ceil(chunks / sequence)))
     mu = np.full((k1, s, len(sizes)), np.nan)
     sd = np.full((k1, s, len(sizes)), np.nan)
+    lrv = np.ones((k1, len(sizes)))
     rows = np.full((k1, len(sizes)), np.nan)
     sketch = ProfileSketch(profile)
     for g, size in enumerate(sizes):
-        logs = np.full((chunks, k1, s), np.nan)
-        n_rows = np.zeros((chunks, k1))
-        for c in range(chunks):
-            idx = draw_chunk(rng, starts, lengths, int(size), block_rows)
-            sketch.reset()
-            sketch.update(x[idx], codes[idx], distance=None if distance is None else distance[idx])
-            w = input_drift(profile, sketch)["wasserstein"][keep]
-            n = sketch.moments.n[keep]
-            logs[c] = np.where(n >= MIN_ROWS, np.log(w + OFFSET), np.nan)
-            n_rows[c] = sketch.rows[keep]
-        enough = np.isfinite(logs).sum(0) >= max(5, chunks // 4)
+        active = max(1, round(int(size) / block_rows))
+        logs = np.full((n_seq, sequence, k1, s), np.nan)
+        n_rows = np.zeros((n_seq, sequence, k1))
+        for q in range(n_seq):
+            take = max(1, round(subset * len(run_ids)))
+            chosen = np.flatnonzero(np.isin(runs, rng.choice(run_ids, take, replace=False)))
+            pool = Pool(x[chosen], codes[chosen], runs[chosen])
+            for c, idx in enumerate(fleet_chunks(pool, rng, sequence, active, block_rows)):
+                rows_idx = chosen[idx]
+                sketch.reset()
+                sketch.update(
+                    x[rows_idx],
+                    codes[rows_idx],
+                    distance=None if distance is None else distance[rows_idx],
+                )
+                w = input_drift(profile, sketch)["wasserstein"][keep]
+                n = sketch.moments.n[keep]
+                logs[q, c] = np.where(n >= MIN_ROWS, np.log(w + OFFSET), np.nan)
+                n_rows[q, c] = sketch.rows[keep]
+        flat = logs.reshape(-1, k1, s)
+        enough = np.isfinite(flat).sum(0) >= max(5, len(flat) // 4)
         with np.errstate(invalid="ignore"):
-            mu[..., g] = np.where(enough, np.nanmean(logs, 0), np.nan)
-            sd[..., g] = np.where(enough, np.maximum(np.nanstd(logs, 0), SD_FLOOR), np.nan)
-        rows[:, g] = np.median(n_rows, 0)
+            mu[..., g] = np.where(enough, np.nanmean(flat, 0), np.nan)
+            sd[..., g] = np.where(enough, np.maximum(np.nanstd(flat, 0), SD_FLOOR), np.nan)
+            z = (logs - mu[..., g]) / sd[..., g]
+        lrv[:-1, g] = _long_run_variance(z[:, :, :-1], max_lag)  # pooled over conditions
+        lrv[-1, g] = _long_run_variance(z[:, :, -1:], max_lag)  # all rows pooled
+        rows[:, g] = np.median(n_rows.reshape(-1, k1), 0)
     return {
         "statistic": "wasserstein",
         "offset": OFFSET,
@@ -103,10 +119,24 @@ def fit_null(
         "rows": rows,
         "mu": mu,
         "sd": sd,
-        "chunks": int(chunks),
+        "lrv": lrv,
+        "chunks": int(n_seq * sequence),
         "block_rows": int(block_rows),
         "split": split,
     }
+
+
+def _long_run_variance(z: np.ndarray, max_lag: int) -> float:
+    """``1 + 2 sum_l (1 - l/(L+1)) rho_l`` of z (sequences, time, ...), pooled over the rest."""
+    total = 0.0
+    for lag in range(1, min(max_lag, z.shape[1] - 2) + 1):
+        a, c = z[:, lag:], z[:, :-lag]
+        ok = np.isfinite(a) & np.isfinite(c)
+        if ok.sum() < 30:
+            break
+        rho = float(np.corrcoef(a[ok], c[ok])[0, 1])
+        total += (1 - lag / (max_lag + 1)) * rho
+    return max(1.0, 1.0 + 2.0 * total)
 
 
 def _interp(log_n: float, grid: np.ndarray, values: np.ndarray) -> float:
@@ -116,19 +146,24 @@ def _interp(log_n: float, grid: np.ndarray, values: np.ndarray) -> float:
     return float(np.interp(log_n, grid[ok], values[ok]))
 
 
-def null_scores(profile: ReferenceProfile, wasserstein: np.ndarray, n: np.ndarray) -> np.ndarray:
+def null_scores(
+    profile: ReferenceProfile, wasserstein: np.ndarray, n: np.ndarray, whiten: bool = False
+) -> np.ndarray:
     """z-scores (K+2, S) of a chunk's normalized Wasserstein distances under the null.
 
     ``wasserstein`` and ``n`` (non-missing rows) are (K+2, S) as in
     :class:`~plantml.monitoring.drift.ChunkDrift`. The unseen block, blocks
     with fewer than ``MIN_ROWS`` rows, and cells the null could not calibrate
-    are NaN (not tested). Needs a profile with a ``null`` block.
+    are NaN (not tested). ``whiten`` divides by the square root of the long-run
+    variance factor, so that sums over consecutive chunks have unit variance
+    (what a CUSUM needs). Needs a profile with a ``null`` block.
     """
     null = profile.null
     if null is None:
         raise ValueError("the reference profile has no null model; re-export the bundle")
     k = profile.n_conditions
     z = np.full(np.shape(wasserstein), np.nan)
+    lrv_all = null.get("lrv")
     for b in [*range(k), k + 1]:
         nb = b if b < k else k
         log_grid = np.log(np.maximum(null["rows"][nb], 1.0))
@@ -139,4 +174,6 @@ def null_scores(profile: ReferenceProfile, wasserstein: np.ndarray, n: np.ndarra
             mu = _interp(log_n, log_grid, null["mu"][nb, j])
             sd = _interp(log_n, log_grid, null["sd"][nb, j])
             z[b, j] = (np.log(wasserstein[b, j] + null["offset"]) - mu) / sd
+            if whiten and lrv_all is not None:
+                z[b, j] /= np.sqrt(max(_interp(log_n, log_grid, lrv_all[nb]), 1.0))
     return z

@@ -16,7 +16,8 @@ row, :mod:`~plantml.monitoring.multivariate`). Format (``format_version`` 1)::
       "input": {                                   # training split, raw (unnormalized) values
         "edges":  (K+1, S, B-1),                   # interior bin edges: reference quantiles
         "counts": (K+1, S, B),                     # rows per bin; bin i holds edges[i-1] <= x < edges[i]
-        "n", "missing", "mean", "std", "min", "max": (K+1, S)
+        "n", "missing", "mean", "std", "min", "max": (K+1, S),
+        "tail_mean": (K+1, S, 2)                   # mean of the values in the first / last bin
       },
       "mix": [K],                                  # training rows per condition
       "distance_limit": [K] | null,                # cluster conditions: a row farther (scaled
@@ -26,11 +27,12 @@ row, :mod:`~plantml.monitoring.multivariate`). Format (``format_version`` 1)::
       "output": null | {                           # validation split: the model's outputs
         "kind", "name", "classes": [..] | null, "threshold", "alarm_when", "split",
         "edges": (K+1, B_out-1), "counts": (K+1, B_out), "n", "mean", "std", "min", "max": (K+1,),
-        "alarms": (K+1,) | null},
+        "tail_mean": (K+1, 2), "alarms": (K+1,) | null},
       "calibrator": null | {"method": "isotonic", "x": [..], "y": [..]},   # failure probabilities
       "null": null | {                             # in-control behaviour of the drift statistic
         "statistic": "wasserstein", "offset": w0, "sizes": [G], "rows": (K+1, G),
         "mu": (K+1, S, G), "sd": (K+1, S, G),     # log(W / std + w0) ~ N(mu, sd) at rows[b, g]
+        "lrv": (K+1, G),                          # long-run variance factor of consecutive z
         "chunks": R, "block_rows": int, "split": str},
       "source": {...}                              # informational: rows, splits, seed
     }
@@ -132,7 +134,10 @@ class OutputReference:
             name=str(d["name"]),
             edges=_floats(d["edges"], (blocks, bins - 1), "output.edges"),
             counts=counts.astype(np.int64),
-            stats={k: _floats(d[k], (blocks,), f"output.{k}") for k in STATS if k != "missing"},
+            stats={
+                **{k: _floats(d[k], (blocks,), f"output.{k}") for k in STATS if k != "missing"},
+                "tail_mean": _floats(d["tail_mean"], (blocks, 2), "output.tail_mean"),
+            },
             alarms=None
             if d.get("alarms") is None
             else _floats(d["alarms"], (blocks,), "output.alarms").astype(np.int64),
@@ -250,6 +255,7 @@ class ReferenceProfile:
             k1, s, b = len(conditions) + 1, len(features) + 1, int(d["bins"])
             inp = d["input"]
             stats = {key: _floats(inp[key], (k1, s), f"input.{key}") for key in STATS}
+            stats["tail_mean"] = _floats(inp["tail_mean"], (k1, s, 2), "input.tail_mean")
             pca = [
                 {
                     "mean": _floats(blk["mean"], (s - 1,), "multivariate.mean"),
@@ -298,8 +304,9 @@ class ReferenceProfile:
 
 def _null_to_dict(null: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(null)
-    for key in ("sizes", "rows", "mu", "sd"):
-        out[key] = round_floats(null[key])
+    for key in ("sizes", "rows", "mu", "sd", "lrv"):
+        if key in null:
+            out[key] = round_floats(null[key])
     return out
 
 
@@ -311,6 +318,7 @@ def _null_from_dict(d: Mapping[str, Any], blocks: int, signals: int) -> dict[str
         "rows": _floats(d["rows"], (blocks, g), "null.rows"),
         "mu": _floats(d["mu"], (blocks, signals, g), "null.mu"),
         "sd": _floats(d["sd"], (blocks, signals, g), "null.sd"),
+        "lrv": _floats(d["lrv"], (blocks, g), "null.lrv") if "lrv" in d else np.ones((blocks, g)),
     }
 
 

@@ -65,16 +65,25 @@ def _edges(values: np.ndarray, bins: int) -> np.ndarray:
 
 
 def _describe(values: np.ndarray, edges: np.ndarray, bins: int) -> tuple[np.ndarray, dict]:
-    """Counts (S, B) and n, missing, mean, std, min, max (S,) of columns of (n, S)."""
+    """Counts (S, B); n, missing, mean, std, min, max (S,); tail_mean (S, 2): the mean of the
+    values in the first and the last (open) bin, of columns of (n, S)."""
     fin = np.isfinite(values)
     counts = np.zeros((values.shape[1], bins), dtype=np.int64)
     for j in range(values.shape[1]):
         v = values[fin[:, j], j]
         counts[j] = np.bincount(np.searchsorted(edges[j], v, side="right"), minlength=bins)
     n = fin.sum(0)
+    tails = np.full((values.shape[1], 2), np.nan)
+    for j in range(values.shape[1]):
+        v = values[fin[:, j], j]
+        idx = np.searchsorted(edges[j], v, side="right")
+        for side, b in ((0, 0), (1, bins - 1)):
+            if (idx == b).any():
+                tails[j, side] = v[idx == b].mean()
     with np.errstate(invalid="ignore"):
         masked = np.where(fin, values, np.nan)
         stats = {
+            "tail_mean": tails,
             "n": n.astype(np.int64),
             "missing": (~fin).sum(0).astype(np.int64),
             "mean": np.where(n > 0, np.nanmean(masked, 0) if len(values) else np.nan, np.nan),
@@ -124,7 +133,7 @@ def _output_reference(out: Outputs, k: int, bins: int) -> OutputReference:
         name=out.name,
         edges=edges[:, 0],
         counts=counts[:, 0],
-        stats={key: stats[key][:, 0] for key in ("n", "mean", "std", "min", "max")},
+        stats={key: stats[key][:, 0] for key in ("n", "mean", "std", "min", "max", "tail_mean")},
         alarms=alarms,
         threshold=None if out.threshold is None else float(out.threshold),
         alarm_when=out.alarm_when,

@@ -11,7 +11,7 @@ Blocks: ``0..K-1`` the bundle's conditions, ``K`` "unseen" (a condition code
 outside ``0..K-1``, or a cluster distance beyond the reference's
 ``distance_limit``), ``K+1`` "all" (every row: the condition-blind view).
 Signals: the C features, then the multivariate PCA error. Memory is fixed by
-the profile: ``(K+2) * S * (B + 6)`` numbers for the inputs, ``(K+2) * (B_out + 7)``
+the profile: ``(K+2) * S * (B + 8)`` numbers for the inputs, ``(K+2) * (B_out + 9)``
 for the outputs, whatever the number of rows.
 
 Interface (shapes): ``update(x_raw (n, C), condition_codes (n,), predictions=None (m,),
@@ -140,9 +140,11 @@ class ProfileSketch:
         self.rows = np.zeros(self.n_blocks, dtype=np.int64)
         self.counts = np.zeros((self.n_blocks, s, b), dtype=np.int64)
         self.missing = np.zeros((self.n_blocks, s), dtype=np.int64)
+        self.tail_sum = np.zeros((self.n_blocks, s, 2))  # sums of the values in the outer bins
         self.moments = Moments((self.n_blocks, s))
         self.out_counts = np.zeros((self.n_blocks, self._out_edges.shape[1] + 1), dtype=np.int64)
         self.out_moments = Moments((self.n_blocks,))
+        self.out_tail_sum = np.zeros((self.n_blocks, 2))
         self.alarms = np.zeros(self.n_blocks, dtype=np.int64)
         self.alarm_n = np.zeros(self.n_blocks, dtype=np.int64)
 
@@ -226,6 +228,7 @@ class ProfileSketch:
             if len(v):
                 idx = np.searchsorted(edges[j], v, side="right")
                 self.counts[block, j] += np.bincount(idx, minlength=bins)
+                self.tail_sum[block, j] += (v[idx == 0].sum(), v[idx == bins - 1].sum())
         self.moments.add_values(values, block)
 
     def update_outputs(
@@ -251,9 +254,9 @@ class ProfileSketch:
             v = pred[sel]
             fin = v[np.isfinite(v)]
             edges = self._out_edges[self._ref[b]]
-            self.out_counts[b] += np.bincount(
-                np.searchsorted(edges, fin, side="right"), minlength=len(edges) + 1
-            )
+            idx = np.searchsorted(edges, fin, side="right")
+            self.out_counts[b] += np.bincount(idx, minlength=len(edges) + 1)
+            self.out_tail_sum[b] += (fin[idx == 0].sum(), fin[idx == len(edges)].sum())
             self.out_moments.add_values(v[:, None], (slice(b, b + 1),))
             if alarms is not None:
                 a = alarms[sel]
@@ -273,8 +276,10 @@ class ProfileSketch:
         self.rows += other.rows
         self.counts += other.counts
         self.missing += other.missing
+        self.tail_sum += other.tail_sum
         self.moments.merge(other.moments)
         self.out_counts += other.out_counts
+        self.out_tail_sum += other.out_tail_sum
         self.out_moments.merge(other.out_moments)
         self.alarms += other.alarms
         self.alarm_n += other.alarm_n
@@ -299,12 +304,14 @@ class ProfileSketch:
             "input": {
                 "counts": self.counts.tolist(),
                 "missing": self.missing.tolist(),
+                "tail_sum": self.tail_sum.tolist(),
                 **self.moments.to_dict(),
             },
             "output": {
                 "counts": self.out_counts.tolist(),
                 "alarms": self.alarms.tolist(),
                 "alarm_n": self.alarm_n.tolist(),
+                "tail_sum": self.out_tail_sum.tolist(),
                 **self.out_moments.to_dict(),
             },
         }
@@ -330,8 +337,10 @@ class ProfileSketch:
             out.rows = _ints(d["rows"], out.rows.shape, "rows")
             out.counts = _ints(inp["counts"], out.counts.shape, "input.counts")
             out.missing = _ints(inp["missing"], out.missing.shape, "input.missing")
+            out.tail_sum = _sums(inp["tail_sum"], out.tail_sum.shape, "input.tail_sum")
             out.moments.load(inp, "input")
             out.out_counts = _ints(outp["counts"], out.out_counts.shape, "output.counts")
+            out.out_tail_sum = _sums(outp["tail_sum"], out.out_tail_sum.shape, "output.tail_sum")
             out.out_moments.load(outp, "output")
             out.alarms = _ints(outp["alarms"], out.alarms.shape, "output.alarms")
             out.alarm_n = _ints(outp["alarm_n"], out.alarm_n.shape, "output.alarm_n")
@@ -341,10 +350,25 @@ class ProfileSketch:
             raise SketchError(f"malformed sketch ({exc!r}); resend it from the device") from None
         return out
 
+    def tail_means(self, output: bool = False) -> np.ndarray:
+        """Mean of the values in the first and last bin, (K+2, S, 2) or (K+2, 2); NaN if empty."""
+        counts = self.out_counts if output else self.counts
+        sums = self.out_tail_sum if output else self.tail_sum
+        n = np.stack([counts[..., 0], counts[..., -1]], axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(n > 0, sums / np.maximum(n, 1), np.nan)
+
     @property
     def n_rows(self) -> int:
         """Rows added since the last reset."""
         return int(self.rows[-1])
+
+
+def _sums(value: Any, shape: tuple[int, ...], what: str) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64)
+    if arr.shape != shape:
+        raise SketchError(f"sketch {what} has shape {arr.shape}, the profile needs {shape}")
+    return arr
 
 
 def _ints(value: Any, shape: tuple[int, ...], what: str) -> np.ndarray:

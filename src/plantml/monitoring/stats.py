@@ -65,10 +65,16 @@ def ks_pvalue(d: np.ndarray, n_ref: np.ndarray, n_cur: np.ndarray) -> np.ndarray
     return np.where((n_ref > 0) & (n_cur > 0), kolmogorov_sf(np.nan_to_num(lam)), np.nan)
 
 
-def _knots(edges: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    """Bin boundaries clipped to the observed range: (P, B-1), (P,), (P,) -> (P, B+1)."""
-    inner = np.clip(edges, lo[:, None], np.maximum(hi, lo)[:, None])
-    return np.column_stack([lo, inner, np.maximum(hi, lo)])
+def _knots(edges: np.ndarray, lo: np.ndarray, hi: np.ndarray, tails: np.ndarray) -> np.ndarray:
+    """Bin boundaries (P, B+1) from interior edges (P, B-1), the observed range (P,) and the
+    mean of the outer bins (P, 2): an open outer bin spans what a uniform bin with that mean
+    would (within the observed range), the inner edges are clipped to the range."""
+    hi = np.maximum(hi, lo)
+    inner = np.clip(edges, lo[:, None], hi[:, None])
+    first, last = inner[:, 0], inner[:, -1]
+    low = np.where(np.isfinite(tails[:, 0]), np.clip(2 * tails[:, 0] - first, lo, first), lo)
+    high = np.where(np.isfinite(tails[:, 1]), np.clip(2 * tails[:, 1] - last, last, hi), hi)
+    return np.column_stack([low, inner, high])
 
 
 def _quantile_at(u: np.ndarray, cum: np.ndarray, knots: np.ndarray, bins: np.ndarray) -> np.ndarray:
@@ -90,15 +96,20 @@ def wasserstein(
     cur_lo: np.ndarray,
     cur_hi: np.ndarray,
     edges: np.ndarray,
+    ref_tails: np.ndarray | None = None,
+    cur_tails: np.ndarray | None = None,
 ) -> np.ndarray:
     """Wasserstein-1 distance between two binned distributions, exactly; -> (...).
 
     Each distribution is uniform within each bin, between the bin's edges
-    clipped to its own observed ``[lo, hi]``. ``W1 = integral over u in (0, 1)
-    of |Q_ref(u) - Q_cur(u)|`` is integrated exactly: both quantile functions
-    are linear between the union of their cumulative shares.
+    clipped to its own observed ``[lo, hi]``; an open outer bin with a known
+    mean (``tails``: the mean of the first and last bin) spans the uniform
+    interval with that mean. ``W1 = integral over u in (0, 1) of |Q_ref(u) -
+    Q_cur(u)|`` is integrated exactly: both quantile functions are linear
+    between the union of their cumulative shares.
 
-    Shapes: counts (..., B), lo and hi (...), edges (..., B-1). NaN where either is empty.
+    Shapes: counts (..., B), lo and hi (...), edges (..., B-1), tails (..., 2).
+    NaN where either is empty.
     """
     lead = np.shape(ref_counts)[:-1]
     b = np.shape(ref_counts)[-1]
@@ -109,6 +120,12 @@ def wasserstein(
         np.broadcast_to(np.asarray(a, np.float64), lead).reshape(-1)
         for a in (ref_lo, ref_hi, cur_lo, cur_hi)
     ]
+    tails = [
+        np.full((len(rc), 2), np.nan)
+        if t is None
+        else np.broadcast_to(np.asarray(t, np.float64), (*lead, 2)).reshape(-1, 2)
+        for t in (ref_tails, cur_tails)
+    ]
     n_r, n_c = rc.sum(1), cc.sum(1)
     ok = (n_r > 0) & (n_c > 0) & np.isfinite(flat[0]) & np.isfinite(flat[2])
     out = np.full(len(rc), np.nan)
@@ -116,10 +133,11 @@ def wasserstein(
         return out.reshape(lead)
     rc, cc, e = rc[ok], cc[ok], e[ok]
     r_lo, r_hi, c_lo, c_hi = (a[ok] for a in flat)
+    r_tail, c_tail = tails[0][ok], tails[1][ok]
     cum_r = np.column_stack([np.zeros(len(rc)), np.cumsum(rc, 1) / rc.sum(1, keepdims=True)])
     cum_c = np.column_stack([np.zeros(len(cc)), np.cumsum(cc, 1) / cc.sum(1, keepdims=True)])
     cum_r[:, -1] = cum_c[:, -1] = 1.0
-    knots_r, knots_c = _knots(e, r_lo, r_hi), _knots(e, c_lo, c_hi)
+    knots_r, knots_c = _knots(e, r_lo, r_hi, r_tail), _knots(e, c_lo, c_hi, c_tail)
     u = np.sort(np.column_stack([cum_r, cum_c]), 1)
     a, z = u[:, :-1], u[:, 1:]
     mid = 0.5 * (a + z)

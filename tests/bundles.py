@@ -1,0 +1,119 @@
+"""Edge bundles built in tests: a hand-made ONNX graph with known weights.
+
+``prediction = flatten(window) @ weights``, so every expected prediction is a numpy
+one-liner. Shared by the edge runtime and monitoring tests.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from plantml.edge.bundle import write_manifest
+
+
+def onnx_model(path: Path, length: int, channels: int, weights: np.ndarray, batch=None) -> None:
+    """prediction (batch, 1) = flatten(window) @ weights; ``batch`` fixes the batch size."""
+    from onnx import TensorProto, helper, numpy_helper, save
+
+    dim = batch or "batch"
+    graph = helper.make_graph(
+        [
+            helper.make_node("Reshape", ["window", "shape"], ["flat"]),
+            helper.make_node("MatMul", ["flat", "weights"], ["prediction"]),
+        ],
+        "edge_test",
+        [helper.make_tensor_value_info("window", TensorProto.FLOAT, [dim, length, channels])],
+        [helper.make_tensor_value_info("prediction", TensorProto.FLOAT, [dim, 1])],
+        initializer=[
+            numpy_helper.from_array(np.array([-1, length * channels], np.int64), "shape"),
+            numpy_helper.from_array(weights.reshape(-1, 1).astype(np.float32), "weights"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    save(model, str(path))
+
+
+def make_bundle(
+    folder: Path,
+    features=("a", "b"),
+    length: int = 3,
+    stride: int = 1,
+    max_gap: float | None = None,
+    time_kind: str = "number",
+    conditions: dict | None = None,
+    offset=None,
+    scale=None,
+    per_condition: bool = False,
+    threshold: float | None = None,
+    alarm_when: str | None = "above",
+    batch=None,
+    seed: int = 0,
+    profile=None,
+    task: dict | None = None,
+) -> Path:
+    """A sealed bundle folder; ``profile`` (a ReferenceProfile) adds reference_profile.json."""
+    folder.mkdir(parents=True, exist_ok=True)
+    conditions = conditions or {"mode": "single", "names": ["all"]}
+    n_cond = len(conditions["names"])
+    rng = np.random.default_rng(seed)
+    if offset is None:
+        offset = rng.normal(0, 1, (n_cond + 1, len(features)))
+    if scale is None:
+        scale = rng.uniform(0.5, 2.0, (n_cond + 1, len(features)))
+    weights = rng.normal(0, 1, length * len(features))
+    onnx_model(folder / "model.onnx", length, len(features), weights, batch)
+    np.save(folder / "weights.npy", weights)  # kept for the tests (and a second listed file)
+    manifest = {
+        "format": "plantml-edge-bundle",
+        "format_version": 1,
+        "name": "test-bundle",
+        "version": "1",
+        "created": "2024-01-01T00:00:00Z",
+        "plantml_version": "0.1.0",
+        "model": {"file": "model.onnx", "input": "window", "output": "prediction", "opset": 17},
+        "input": {
+            "asset_column": "unit",
+            "time_column": "t",
+            "time_kind": time_kind,
+            "sampling_period": None if max_gap is None else max_gap / 1.5,
+            "max_gap": max_gap,
+            "feature_columns": list(features),
+            "dtypes": dict.fromkeys(features, "float32"),
+            "window_length": length,
+            "stride": stride,
+        },
+        "normalization": {
+            "method": "standard",
+            "per_condition": per_condition,
+            "offset": np.asarray(offset, float).tolist(),
+            "scale": np.asarray(scale, float).tolist(),
+        },
+        "conditions": {
+            "column": None,
+            "settings": None,
+            "categories": [],
+            "center": None,
+            "scale": None,
+            "centroids": None,
+            **conditions,
+        },
+        "task": {
+            "kind": "failure",
+            "output_name": "score",
+            "description": "test score",
+            "unit": None,
+            "threshold": threshold,
+            "alarm_when": alarm_when if threshold is not None else None,
+            **(task or {}),
+        },
+        "lineage": {},
+        "metrics": {"test/auroc": 0.91, "val/auroc": 0.9},
+    }
+    if profile is not None:
+        profile.save(folder / "reference_profile.json")
+        manifest["reference_profile"] = "reference_profile.json"
+    write_manifest(folder, manifest)
+    return folder

@@ -52,11 +52,13 @@ def fit_isotonic(scores: np.ndarray, labels: np.ndarray, max_knots: int = 200) -
             del vals[-1], wts[-1], xsum[-1]
     knots_x = np.array(xsum) / np.array(wts)
     knots_y = np.array(vals)
-    if len(knots_x) > max_knots:  # merge neighbours, weight-averaged, until small enough
-        groups = np.array_split(np.arange(len(knots_x)), max_knots)
+    if len(knots_x) > max_knots:  # merge neighbours into groups of about equal weight
         wt = np.array(wts)
-        knots_x = np.array([np.average(knots_x[g], weights=wt[g]) for g in groups])
-        knots_y = np.array([np.average(knots_y[g], weights=wt[g]) for g in groups])
+        group = np.minimum((np.cumsum(wt) - wt / 2) / wt.sum() * max_knots, max_knots - 1)
+        group = np.unique(group.astype(int), return_inverse=True)[1]
+        total = np.bincount(group, weights=wt)
+        knots_x = np.bincount(group, weights=knots_x * wt) / total
+        knots_y = np.bincount(group, weights=knots_y * wt) / total
     return {
         "method": "isotonic",
         "x": [float(f"{a:.7g}") for a in knots_x],

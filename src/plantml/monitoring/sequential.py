@@ -42,7 +42,14 @@ def _crossing_table(k: float, horizon: int, cells: int = 120) -> tuple[np.ndarra
         upper = (np.arange(cells) + 0.5) * w
         cdf = ndtr(upper[None, :] - s[:, None] + k)  # P(next <= upper_j | s_i)
         q = np.diff(np.column_stack([np.zeros(cells), cdf]), axis=1)
-        probs[i] = 1.0 - np.linalg.matrix_power(q, int(horizon))[0].sum()
+        absorb = ndtr(s - upper[-1] - k)  # P(next > h - w/2 | s_i), without cancellation
+        alive = np.zeros(cells)
+        alive[0] = 1.0
+        total = 0.0
+        for _ in range(int(horizon)):  # a sum of positive terms: accurate far into the tail
+            total += alive @ absorb
+            alive = alive @ q
+        probs[i] = total
     return GRID_H.copy(), np.clip(probs, 1e-300, 1.0)
 
 
@@ -55,7 +62,7 @@ def horizon_pvalue(s: np.ndarray, k: float, horizon: int) -> np.ndarray:
     if np.any(beyond):
         slope = (np.log(probs[-1]) - np.log(probs[-2])) / (grid[-1] - grid[-2])
         logp = np.where(beyond, np.log(probs[-1]) + slope * (s - grid[-1]), logp)
-    p = np.minimum(np.exp(logp), 1.0)
+    p = np.clip(np.exp(logp), 1e-300, 1.0)
     return np.where(np.isnan(s), np.nan, np.where(s <= 0, 1.0, p))
 
 

@@ -26,6 +26,7 @@ from plantml.monitoring.rules import Rule
 from plantml.monitoring.sketch import ProfileSketch, SketchError
 
 DAY = 86400.0
+DEFAULT_ROWS = 1000  # rows (or predictions) per chunk when no chunk length is given
 
 
 @dataclass
@@ -64,10 +65,15 @@ def build_chunks(
     every: float | None,
     rows: int | None,
 ) -> list[Chunk]:
-    """Chunks in time order, each with the merged sketch of its inputs and its predictions."""
+    """Chunks in time order, each with the merged sketch of its inputs and its predictions.
+
+    Without ``every`` or ``rows``: one chunk per summary (the agent's period), or
+    ``DEFAULT_ROWS`` input rows (or predictions) per chunk.
+    """
     chunks: list[Chunk] = []
+    default = rows if (rows or every) else DEFAULT_ROWS
     if src.rows is not None and len(src.rows.time):
-        for idx in chunk_bounds(src.rows.time, every, rows):
+        for idx in chunk_bounds(src.rows.time, every, default):
             part = src.rows.take(idx)
             sketch = ProfileSketch(profile).update(part.x, part.codes, distance=part.distance)
             chunks.append(
@@ -94,7 +100,7 @@ def build_chunks(
             src.notes.append(f"{skipped} summaries carry sketches of another bundle; left out")
         if usable:
             times = np.array([t for t, _ in usable], dtype=np.float64)
-            for idx in chunk_bounds(times, every, rows):
+            for idx in chunk_bounds(times, every, rows if (rows or every) else 1):
                 merged = ProfileSketch.merged(profile, (usable[i][1] for i in idx))
                 chunks.append(
                     Chunk(
@@ -105,7 +111,7 @@ def build_chunks(
     preds = src.predictions
     if preds is not None and len(preds):
         if not chunks:  # only predictions: chunk them by their own times
-            for idx in chunk_bounds(preds.time, every, rows):
+            for idx in chunk_bounds(preds.time, every, default):
                 t = preds.time[idx]
                 chunks.append(Chunk(float(t.min()), float(t.max()), ProfileSketch(profile), idx))
             _close_gaps(chunks)

@@ -15,6 +15,8 @@ Numpy only.
 
 from __future__ import annotations
 
+import math
+from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -25,6 +27,9 @@ from plantml.monitoring.sketch import ProfileSketch
 
 OFFSET = 0.01  # W in reference stds; keeps log finite for signals constant in the reference
 SD_FLOOR = 0.1
+TAIL_Q = 0.9  # above this quantile of the null, the tail is fitted (exponential in log W)
+NORMAL_EXCESS = 0.478  # mean excess of a standard normal above its 0.9 quantile, in sds
+_NORMAL = NormalDist()
 MIN_ROWS = 8  # fewer rows of a block in a chunk: not tested
 
 
@@ -80,6 +85,8 @@ def fit_null(
     n_seq = max(2, int(np.ceil(chunks / sequence)))
     mu = np.full((k1, s, len(sizes)), np.nan)
     sd = np.full((k1, s, len(sizes)), np.nan)
+    tail_u = np.full((k1, s, len(sizes)), np.nan)
+    tail_beta = np.full((k1, s, len(sizes)), np.nan)
     lrv = np.ones((k1, len(sizes)))
     rows = np.full((k1, len(sizes)), np.nan)
     sketch = ProfileSketch(profile)
@@ -108,7 +115,14 @@ def fit_null(
         with np.errstate(invalid="ignore"):
             mu[..., g] = np.where(enough, np.nanmean(flat, 0), np.nan)
             sd[..., g] = np.where(enough, np.maximum(np.nanstd(flat, 0), SD_FLOOR), np.nan)
-            z = (logs - mu[..., g]) / sd[..., g]
+            u = np.nanquantile(np.where(enough, flat, 0.0), TAIL_Q, axis=0)
+            excess = np.where(flat > u, flat - u, np.nan)
+            beta = np.nanmean(excess, 0)
+            tail_u[..., g] = np.where(enough, u, np.nan)
+            # an exceedance tail no lighter than the normal's: heavy tails are tempered,
+            # light ones are not sharpened (few exceedances would make that a guess)
+            tail_beta[..., g] = np.where(enough, np.fmax(beta, NORMAL_EXCESS * sd[..., g]), np.nan)
+            z = _standardize(logs, mu[..., g], sd[..., g], tail_u[..., g], tail_beta[..., g])
         lrv[:-1, g] = _long_run_variance(z[:, :, :-1], max_lag)  # pooled over conditions
         lrv[-1, g] = _long_run_variance(z[:, :, -1:], max_lag)  # all rows pooled
         rows[:, g] = np.median(n_rows.reshape(-1, k1), 0)
@@ -119,11 +133,30 @@ def fit_null(
         "rows": rows,
         "mu": mu,
         "sd": sd,
+        "tail_u": tail_u,
+        "tail_beta": tail_beta,
         "lrv": lrv,
         "chunks": int(n_seq * sequence),
         "block_rows": int(block_rows),
         "split": split,
     }
+
+
+def _z(x: float, mu: float, sd: float, u: float, beta: float) -> float:
+    """z-score of ``x = log(W + offset)``: normal body, exponential tail above ``u``.
+
+    Above ``u`` the tail probability is ``P(X > u) * exp(-(x - u) / beta)``
+    (``P(X > u)`` from the normal body, so the two parts join), turned back into
+    a standard normal score.
+    """
+    body = (x - mu) / sd
+    if not (np.isfinite(u) and np.isfinite(beta)) or x <= u:
+        return body
+    log_p = math.log(0.5 * math.erfc((u - mu) / sd / math.sqrt(2))) - (x - u) / beta
+    return -_NORMAL.inv_cdf(max(math.exp(log_p), 1e-300))
+
+
+_standardize = np.vectorize(_z, otypes=[float])
 
 
 def _long_run_variance(z: np.ndarray, max_lag: int) -> float:
@@ -173,7 +206,11 @@ def null_scores(
             log_n = float(np.log(n[b, j]))
             mu = _interp(log_n, log_grid, null["mu"][nb, j])
             sd = _interp(log_n, log_grid, null["sd"][nb, j])
-            z[b, j] = (np.log(wasserstein[b, j] + null["offset"]) - mu) / sd
+            u = _interp(log_n, log_grid, null["tail_u"][nb, j]) if "tail_u" in null else np.nan
+            beta = (
+                _interp(log_n, log_grid, null["tail_beta"][nb, j]) if "tail_u" in null else np.nan
+            )
+            z[b, j] = _z(float(np.log(wasserstein[b, j] + null["offset"])), mu, sd, u, beta)
             if whiten and lrv_all is not None:
                 z[b, j] /= np.sqrt(max(_interp(log_n, log_grid, lrv_all[nb]), 1.0))
     return z

@@ -2,21 +2,31 @@
 
 Raw drift statistics are not comparable across features, conditions and chunk
 sizes, and naive p-values (KS with independent rows) are far too small on
-autocorrelated sensor data: every chunk would be "significant". So at export,
-:func:`fit_null` replays held-out in-control data (the validation split:
-assets the reference never saw) as production chunks of several sizes, each
-chunk built from contiguous blocks of rows of random assets (as a fleet sends
-them), and records the normalized Wasserstein distance of each block and
-signal. ``log(W + offset)`` is close to normal at a given size; its mean and
-std are kept per block, signal and size. :func:`null_scores` turns a chunk's
-distances into z-scores under that null, interpolating in log rows.
-Numpy only.
+sensor data: rows are autocorrelated and assets differ, so every chunk would
+be "significant". So at export, :func:`fit_null` replays held-out in-control
+data (the validation split: assets the reference never saw) as production
+chunks of several sizes and records the normalized Wasserstein distance of
+each block (condition, all rows) and signal:
+
+- **marginal**: ``log(W + offset)`` is close to normal at a given chunk size;
+  its mean and std per block, signal and size give the chunk z-score
+  (:func:`null_scores`, interpolated in log rows).
+- **persistence**: production chunks are consecutive and share assets (an
+  asset near the end of its life stays atypical for several chunks), so
+  z-scores of consecutive chunks are correlated and a CUSUM over them climbs
+  higher than over independent ones. The chunks are simulated as a fleet in
+  steady state, in sequences, and a ``scale`` per block and size is fitted so
+  that the CUSUM excursions of the in-control sequences, with z divided by it,
+  are no more frequent than those of independent standard normal increments
+  (at tail probabilities 0.1, 0.03 and 0.01). The sequential tests divide z
+  by it (``whiten``).
+
+Numpy only (the CUSUM law is imported from :mod:`plantml.monitoring.sequential`
+only when fitting, at export).
 """
 
 from __future__ import annotations
 
-import math
-from statistics import NormalDist
 from typing import Any
 
 import numpy as np
@@ -27,10 +37,10 @@ from plantml.monitoring.sketch import ProfileSketch
 
 OFFSET = 0.01  # W in reference stds; keeps log finite for signals constant in the reference
 SD_FLOOR = 0.1
-TAIL_Q = 0.9  # above this quantile of the null, the tail is fitted (exponential in log W)
-NORMAL_EXCESS = 0.478  # mean excess of a standard normal above its 0.9 quantile, in sds
-_NORMAL = NormalDist()
 MIN_ROWS = 8  # fewer rows of a block in a chunk: not tested
+SCALE_K = 0.5  # CUSUM allowance the scale is fitted for (the rules' default k)
+SCALE_TAILS = (0.1, 0.03, 0.01)
+SCALE_GRID = np.arange(1.0, 3.001, 0.05)
 
 
 def fit_null(
@@ -39,28 +49,21 @@ def fit_null(
     codes: np.ndarray,
     runs: np.ndarray,
     sizes: tuple[int, ...] = (128, 512, 2048, 8192),
-    chunks: int = 150,
+    chunks: int = 200,
     block_rows: int = 20,
     distance: np.ndarray | None = None,
     seed: int = 0,
     split: str = "val",
     sequence: int = 25,
     subset: float = 0.5,
-    max_lag: int = 12,
 ) -> dict[str, Any]:
     """The null model of the normalized Wasserstein distance, from in-control rows.
 
-    Production chunks are simulated as a fleet in steady state
+    Chunks are simulated as a fleet in steady state
     (:func:`plantml.monitoring.scenarios.fleet_chunks`): ``size / block_rows``
     assets at a time, each giving ``block_rows`` consecutive rows to every
-    chunk and staying until its life ends, in sequences of ``sequence`` chunks.
-    Each sequence draws its assets from a random ``subset`` of the held-out
-    runs: a production fleet is another sample of assets than the reference,
-    and its offset persists for as long as it runs. Consecutive chunks share
-    assets, so their statistics are correlated; the long-run variance factor
-    ``lrv = 1 + 2 sum_l w_l rho_l`` (Bartlett weights up to ``max_lag``) of the
-    z-scores, pooled over the conditions, is kept so that sequential tests
-    account for it.
+    chunk and staying until its life ends, in sequences of ``sequence`` chunks,
+    each sequence drawing its assets from a random ``subset`` of the held-out runs.
 
     Args:
         profile: the reference profile (bins and PCA from the training split).
@@ -73,7 +76,7 @@ def fit_null(
 
     Returns:
         The profile's ``null`` block: ``sizes`` (G,), ``rows`` (K+1, G) median rows
-        per block, ``mu`` and ``sd`` (K+1, S, G) of ``log(W + offset)``, ``lrv`` (K+1, G).
+        per block, ``mu`` and ``sd`` (K+1, S, G) of ``log(W + offset)``, ``scale`` (K+1, G).
     """
     from plantml.monitoring.scenarios import Pool, fleet_chunks
 
@@ -85,9 +88,7 @@ def fit_null(
     n_seq = max(2, int(np.ceil(chunks / sequence)))
     mu = np.full((k1, s, len(sizes)), np.nan)
     sd = np.full((k1, s, len(sizes)), np.nan)
-    tail_u = np.full((k1, s, len(sizes)), np.nan)
-    tail_beta = np.full((k1, s, len(sizes)), np.nan)
-    lrv = np.ones((k1, len(sizes)))
+    scale = np.ones((k1, len(sizes)))
     rows = np.full((k1, len(sizes)), np.nan)
     sketch = ProfileSketch(profile)
     for g, size in enumerate(sizes):
@@ -115,17 +116,13 @@ def fit_null(
         with np.errstate(invalid="ignore"):
             mu[..., g] = np.where(enough, np.nanmean(flat, 0), np.nan)
             sd[..., g] = np.where(enough, np.maximum(np.nanstd(flat, 0), SD_FLOOR), np.nan)
-            u = np.nanquantile(np.where(enough, flat, 0.0), TAIL_Q, axis=0)
-            excess = np.where(flat > u, flat - u, np.nan)
-            beta = np.nanmean(excess, 0)
-            tail_u[..., g] = np.where(enough, u, np.nan)
-            # an exceedance tail no lighter than the normal's: heavy tails are tempered,
-            # light ones are not sharpened (few exceedances would make that a guess)
-            tail_beta[..., g] = np.where(enough, np.fmax(beta, NORMAL_EXCESS * sd[..., g]), np.nan)
-            z = _standardize(logs, mu[..., g], sd[..., g], tail_u[..., g], tail_beta[..., g])
-        lrv[:-1, g] = _long_run_variance(z[:, :, :-1], max_lag)  # pooled over conditions
-        lrv[-1, g] = _long_run_variance(z[:, :, -1:], max_lag)  # all rows pooled
+        z = (logs - mu[..., g]) / sd[..., g]
+        scale[:-1, g] = fit_scale(z[:, :, :-1])  # pooled over the conditions
+        scale[-1, g] = fit_scale(z[:, :, -1:])  # all rows pooled
         rows[:, g] = np.median(n_rows.reshape(-1, k1), 0)
+    # persistence grows with the chunk size (fleet offsets dominate larger chunks): keep the
+    # fitted scale non-decreasing in size, which also smooths the noise of one size's fit
+    scale = np.maximum.accumulate(scale, axis=1)
     return {
         "statistic": "wasserstein",
         "offset": OFFSET,
@@ -133,43 +130,48 @@ def fit_null(
         "rows": rows,
         "mu": mu,
         "sd": sd,
-        "tail_u": tail_u,
-        "tail_beta": tail_beta,
-        "lrv": lrv,
+        "scale": scale,
+        "scale_k": SCALE_K,
         "chunks": int(n_seq * sequence),
+        "sequence": int(sequence),
         "block_rows": int(block_rows),
         "split": split,
     }
 
 
-def _z(x: float, mu: float, sd: float, u: float, beta: float) -> float:
-    """z-score of ``x = log(W + offset)``: normal body, exponential tail above ``u``.
-
-    Above ``u`` the tail probability is ``P(X > u) * exp(-(x - u) / beta)``
-    (``P(X > u)`` from the normal body, so the two parts join), turned back into
-    a standard normal score.
-    """
-    body = (x - mu) / sd
-    if not (np.isfinite(u) and np.isfinite(beta)) or x <= u:
-        return body
-    log_p = math.log(0.5 * math.erfc((u - mu) / sd / math.sqrt(2))) - (x - u) / beta
-    return -_NORMAL.inv_cdf(max(math.exp(log_p), 1e-300))
+def _cusum_max(z: np.ndarray, k: float) -> np.ndarray:
+    """Largest CUSUM level of each sequence and test: z (sequences, time, ...) -> (sequences, ...)."""
+    level = np.zeros(z.shape[:1] + z.shape[2:])
+    top = np.zeros_like(level)
+    for t in range(z.shape[1]):
+        zt = z[:, t]
+        level = np.where(np.isfinite(zt), np.maximum(0.0, level + np.nan_to_num(zt) - k), level)
+        top = np.maximum(top, level)
+    return top
 
 
-_standardize = np.vectorize(_z, otypes=[float])
+def fit_scale(z: np.ndarray, k: float = SCALE_K) -> float:
+    """Smallest scale c (1..3) such that CUSUMs of z / c exceed the levels an independent
+    N(0, 1) CUSUM reaches with probability 0.1, 0.03 and 0.01 over the same number of
+    chunks at most that often (the tails with at least 3 expected exceedances among the
+    tested sequences). z: (sequences, time, tests...), NaN = not tested."""
+    from plantml.monitoring.sequential import horizon_pvalue
 
-
-def _long_run_variance(z: np.ndarray, max_lag: int) -> float:
-    """``1 + 2 sum_l (1 - l/(L+1)) rho_l`` of z (sequences, time, ...), pooled over the rest."""
-    total = 0.0
-    for lag in range(1, min(max_lag, z.shape[1] - 2) + 1):
-        a, c = z[:, lag:], z[:, :-lag]
-        ok = np.isfinite(a) & np.isfinite(c)
-        if ok.sum() < 30:
-            break
-        rho = float(np.corrcoef(a[ok], c[ok])[0, 1])
-        total += (1 - lag / (max_lag + 1)) * rho
-    return max(1.0, 1.0 + 2.0 * total)
+    steps = z.shape[1]
+    with np.errstate(invalid="ignore"):
+        moving = np.nanstd(z, axis=1) > 1e-9  # constant signals (always z = 0) say nothing
+    tested = np.isfinite(z).all(axis=1) & moving
+    tails = [p for p in SCALE_TAILS if p * tested.sum() >= 3]  # tails the sample can judge
+    if not tails:
+        return 1.0
+    grid = np.linspace(0.2, 25.0, 500)
+    model = horizon_pvalue(grid, k, steps)
+    levels = [grid[np.argmin(np.abs(model - p))] for p in tails]
+    for c in SCALE_GRID:
+        top = _cusum_max(z / c, k)[tested]
+        if all((top >= h).mean() <= p for h, p in zip(levels, tails, strict=True)):
+            return float(c)
+    return float(SCALE_GRID[-1])
 
 
 def _interp(log_n: float, grid: np.ndarray, values: np.ndarray) -> float:
@@ -187,16 +189,14 @@ def null_scores(
     ``wasserstein`` and ``n`` (non-missing rows) are (K+2, S) as in
     :class:`~plantml.monitoring.drift.ChunkDrift`. The unseen block, blocks
     with fewer than ``MIN_ROWS`` rows, and cells the null could not calibrate
-    are NaN (not tested). ``whiten`` divides by the square root of the long-run
-    variance factor, so that sums over consecutive chunks have unit variance
-    (what a CUSUM needs). Needs a profile with a ``null`` block.
+    are NaN (not tested). ``whiten`` divides by the fitted persistence
+    ``scale``, for sequential tests. Needs a profile with a ``null`` block.
     """
     null = profile.null
     if null is None:
         raise ValueError("the reference profile has no null model; re-export the bundle")
     k = profile.n_conditions
     z = np.full(np.shape(wasserstein), np.nan)
-    lrv_all = null.get("lrv")
     for b in [*range(k), k + 1]:
         nb = b if b < k else k
         log_grid = np.log(np.maximum(null["rows"][nb], 1.0))
@@ -206,11 +206,7 @@ def null_scores(
             log_n = float(np.log(n[b, j]))
             mu = _interp(log_n, log_grid, null["mu"][nb, j])
             sd = _interp(log_n, log_grid, null["sd"][nb, j])
-            u = _interp(log_n, log_grid, null["tail_u"][nb, j]) if "tail_u" in null else np.nan
-            beta = (
-                _interp(log_n, log_grid, null["tail_beta"][nb, j]) if "tail_u" in null else np.nan
-            )
-            z[b, j] = _z(float(np.log(wasserstein[b, j] + null["offset"])), mu, sd, u, beta)
-            if whiten and lrv_all is not None:
-                z[b, j] /= np.sqrt(max(_interp(log_n, log_grid, lrv_all[nb]), 1.0))
+            z[b, j] = (np.log(wasserstein[b, j] + null["offset"]) - mu) / sd
+            if whiten:
+                z[b, j] /= max(_interp(log_n, log_grid, null["scale"][nb]), 1.0)
     return z

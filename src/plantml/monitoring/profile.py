@@ -32,8 +32,7 @@ row, :mod:`~plantml.monitoring.multivariate`). Format (``format_version`` 1)::
       "null": null | {                             # in-control behaviour of the drift statistic
         "statistic": "wasserstein", "offset": w0, "sizes": [G], "rows": (K+1, G),
         "mu": (K+1, S, G), "sd": (K+1, S, G),     # log(W / std + w0) ~ N(mu, sd) at rows[b, g]
-        "tail_u", "tail_beta": (K+1, S, G),       # above tail_u: exponential tail, mean excess beta
-        "lrv": (K+1, G),                          # long-run variance factor of consecutive z
+        "scale": (K+1, G), "scale_k": 0.5,         # persistence: CUSUMs use z / scale
         "chunks": R, "block_rows": int, "split": str},
       "source": {...}                              # informational: rows, splits, seed
     }
@@ -305,7 +304,7 @@ class ReferenceProfile:
 
 def _null_to_dict(null: Mapping[str, Any]) -> dict[str, Any]:
     out = dict(null)
-    for key in ("sizes", "rows", "mu", "sd", "tail_u", "tail_beta", "lrv"):
+    for key in ("sizes", "rows", "mu", "sd", "scale"):
         if key in null:
             out[key] = round_floats(null[key])
     return out
@@ -319,9 +318,7 @@ def _null_from_dict(d: Mapping[str, Any], blocks: int, signals: int) -> dict[str
         "rows": _floats(d["rows"], (blocks, g), "null.rows"),
         "mu": _floats(d["mu"], (blocks, signals, g), "null.mu"),
         "sd": _floats(d["sd"], (blocks, signals, g), "null.sd"),
-        "tail_u": _floats(d["tail_u"], (blocks, signals, g), "null.tail_u"),
-        "tail_beta": _floats(d["tail_beta"], (blocks, signals, g), "null.tail_beta"),
-        "lrv": _floats(d["lrv"], (blocks, g), "null.lrv"),
+        "scale": _floats(d["scale"], (blocks, g), "null.scale"),
     }
 
 

@@ -11,7 +11,9 @@ null: the chance that an in-control test reaches the current level anywhere
 within ``T`` chunks (computed once per (k, T) with the Markov-chain method of
 Brook & Evans, 1972). It is valid at every check of the horizon at once (an
 in-control test ever shows p <= x with probability <= x), so checking after
-every chunk costs nothing. At each check, Benjamini-Hochberg across that
+every chunk costs nothing. A CUSUM is slow to react to one large jump, so a
+Shewhart limit runs beside it (``T * P(Z > z_t)``, the union bound over the
+horizon) and the test reports twice the smaller of the two p-values. At each check, Benjamini-Hochberg across that
 check's tests decides which ones drift, at level ``alpha``: under no drift at
 all, a check alarms with probability <= alpha (Simes), and the Bonferroni
 bound over the tests keeps the chance of any false alarm within T chunks near
@@ -64,6 +66,19 @@ def horizon_pvalue(s: np.ndarray, k: float, horizon: int) -> np.ndarray:
         logp = np.where(beyond, np.log(probs[-1]) + slope * (s - grid[-1]), logp)
     p = np.clip(np.exp(logp), 1e-300, 1.0)
     return np.where(np.isnan(s), np.nan, np.where(s <= 0, 1.0, p))
+
+
+def combined_pvalue(s: np.ndarray, z: np.ndarray, k: float, horizon: int) -> np.ndarray:
+    """Horizon p-value of a CUSUM-Shewhart pair: ``min(1, 2 min(p_cusum, p_single))``.
+
+    ``p_cusum`` is :func:`horizon_pvalue` of the level ``s`` (small shifts that
+    persist), ``p_single = horizon * P(Z > z)`` the chance that any single chunk
+    of the horizon scores ``z`` or more (one large jump, seen at once). Both are
+    valid over the horizon, and so is twice the smaller (Bonferroni).
+    """
+    p_cusum = horizon_pvalue(s, k, horizon)
+    p_single = np.minimum(1.0, horizon * ndtr(-np.asarray(z, dtype=np.float64)))
+    return np.minimum(1.0, 2.0 * np.minimum(p_cusum, p_single))
 
 
 def benjamini_hochberg(p: np.ndarray, alpha: float) -> np.ndarray:
@@ -129,7 +144,12 @@ class SequentialTest:
             state.s, state.chunks, state.last_z = new, state.chunks + 1, float(value)
             out[key] = {"s": new, "z": float(value), "since": state.since}
         keys = [key for key in out if np.isfinite(out[key].get("p", 0.0))]
-        p = horizon_pvalue(np.array([out[key]["s"] for key in keys]), self.k, self.horizon)
+        p = combined_pvalue(
+            np.array([out[key]["s"] for key in keys]),
+            np.array([out[key]["z"] for key in keys]),
+            self.k,
+            self.horizon,
+        )
         reject = benjamini_hochberg(p, self.alpha)
         for key, pk, rk in zip(keys, p, reject, strict=True):
             out[key]["p"] = float(pk)

@@ -132,7 +132,7 @@ def http_receiver() -> Iterator[tuple[str, list]]:
     received: list = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (http.server's name)
+        def do_POST(self):
             length = int(self.headers.get("Content-Length", 0))
             received.append(
                 {

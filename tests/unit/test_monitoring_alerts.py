@@ -76,7 +76,7 @@ def test_rule_errors_are_named(tmp_path):
         load_rules(tmp_path / "r2.yaml")
     with pytest.raises(RuleError, match="not found"):
         load_rules(tmp_path / "missing.yaml")
-    assert [r.name for r in load_rules()][0] == "input_drift"
+    assert next(r.name for r in load_rules()) == "input_drift"
 
 
 def test_alert_book_persistence_hysteresis_and_dedup():

@@ -37,7 +37,7 @@ def test_a_newer_store_is_refused(tmp_path):
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(text("INSERT INTO schema_version VALUES (99, 'from the future', 0)"))
-    with pytest.raises(StoreError, match="schema version 99, newer .* upgrade plantml"):
+    with pytest.raises(StoreError, match=r"schema version 99, newer .* upgrade plantml"):
         Store(url)
 
 
@@ -65,7 +65,7 @@ def test_duplicates_are_stored_once_and_read_back(tmp_path):
         for i in range(5)
     ]
     assert store.add_predictions(rows) == 5
-    assert store.add_predictions(rows[:3] + [{**rows[0], "msg_id": "new", "time": 9.0}]) == 1
+    assert store.add_predictions([*rows[:3], {**rows[0], "msg_id": "new", "time": 9.0}]) == 1
     log, last = store.prediction_log("abc", since=1.0, until=9.0)
     assert log.time.tolist() == [1.0, 2.0, 3.0, 4.0] and last == 5
     assert log.alarm.tolist() == [1, 0, 1, 0]
@@ -134,7 +134,7 @@ def test_agent_messages_are_parsed(tmp_path):
         parse_message("plant/s1/p7/prediction", b"{oops")
     with pytest.raises(InputFileError, match="is not a number or ISO time"):
         parse_message("plant/s1/p7/prediction", json.dumps({"time": "yesterday"}))
-    with pytest.raises(InputFileError, match="period.end"):
+    with pytest.raises(InputFileError, match=r"period\.end"):
         parse_message("plant/s1/_agent/summary", json.dumps({"id": "x"}))
 
 

@@ -21,6 +21,11 @@ rows pooled (what common tools do by default).
    the six conditions are kept with probability 0.15; no row changes.
 4. Cost: rows/s of sketch updates and checks, sketch and profile size.
 
+The synthetic fleet has 150 pumps (30 held out) and no simulated sensor faults
+by default: its pumps run for the whole record and differ a lot from each other,
+so a small held-out fleet differs from the training fleet by itself
+(``--synthetic-assets 24 --synthetic-faults`` shows what that does).
+
 Reproduce (2 CPU cores, C-MAPSS in ../shared/data; about an hour):
 
     OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_monitoring.py --datasets FD002 synthetic \\
@@ -37,11 +42,12 @@ from pathlib import Path
 import numpy as np
 
 from plantml import api
-from plantml.export.profile import condition_codes, run_ids, split_rows
+from plantml.export.profile import monitoring_arrays
 from plantml.monitoring.monitor import Monitor
 from plantml.monitoring.reference import HeldOut, build_profile
+from plantml.monitoring.replay import replay
 from plantml.monitoring.rules import load_rules
-from plantml.monitoring.scenarios import Drift, Pool, fleet_chunks, thin_by_condition
+from plantml.monitoring.scenarios import Drift, Pool
 from plantml.monitoring.sketch import ProfileSketch
 
 DELAYS = [("bias", 0.5), ("bias", 1.0), ("stuck", 1.0), ("gain", 1.0)]
@@ -79,25 +85,26 @@ def rules(alpha: float, horizon: int):
 class Bench:
     def __init__(self, data, args):
         self.args = args
-        x = data.frame[data.feature_names].to_numpy(np.float64)
-        codes, distance = condition_codes(data)
-        runs = run_ids(data)
-        train, val, test = (split_rows(data, s) for s in ("train", "val", "test"))
+        a = monitoring_arrays(data)
+        x, codes, distance, runs = a["x"], a["codes"], a["distance"], a["runs"]
+
+        def part(mask):
+            return x[mask], codes[mask], None if distance is None else distance[mask]
+
         start = time.perf_counter()
+        tx, tc, td = part(a["train"])
+        vx, vc, vd = part(a["val"])
         self.profile = build_profile(
             list(data.feature_names),
             list(data.condition_names),
-            x[train],
-            codes[train],
-            distance=None if distance is None else distance[train],
-            held_out=HeldOut(
-                x[val], codes[val], runs[val], None if distance is None else distance[val]
-            ),
+            tx,
+            tc,
+            distance=td,
+            held_out=HeldOut(vx, vc, runs[a["val"]], vd),
         )
         self.build_seconds = time.perf_counter() - start
-        self.pool = Pool(
-            x[test], codes[test], runs[test], None if distance is None else distance[test]
-        )
+        hx, hc, hd = part(a["test"])
+        self.pool = Pool(hx, hc, runs[a["test"]], hd)
         self.rules = rules(args.alpha, args.horizon)
         std = self.profile.stats["std"][:-1]
         mean = np.abs(self.profile.stats["mean"][-1])
@@ -106,69 +113,51 @@ class Bench:
             for j in range(len(data.feature_names))
             if np.nanmin(std[:, j]) > 1e-6 * mean[j] + 1e-9
         ]
-        self.held_out_assets = len(np.unique(runs[test]))
+        self.held_out_assets = len(np.unique(runs[a["test"]]))
 
-    def replay(self, seed: int, drift: Drift | None = None, thin: dict | None = None) -> dict:
-        """First chunk with an alert per rule, and whether it named the drifted condition."""
-        rng = np.random.default_rng(seed)
-        monitor = Monitor(self.profile, self.rules)
-        first: dict[str, int | None] = {"per_condition": None, "pooled": None, "mix": None}
-        where = None
-        pool = self.pool
-        for t, idx in enumerate(
-            fleet_chunks(pool, rng, self.args.chunks, self.args.active, self.args.rows_per_asset)
-        ):
-            x, codes = pool.x[idx], pool.codes[idx]
-            distance = None if pool.distance is None else pool.distance[idx]
-            if thin is not None and t >= self.args.start:
-                keep = thin_by_condition(codes, thin, rng)
-                x, codes = x[keep], codes[keep]
-                distance = None if distance is None else distance[keep]
-            if drift is not None:
-                x, codes = drift.apply(self.profile, t, x, codes, pool.runs[idx], rng)
-            result = monitor.check(
-                t, ProfileSketch(self.profile).update(x, codes, distance=distance)
-            )
-            for alert in result["alerts"]["opened"]:
-                if first.get(alert["rule"]) is None:
-                    first[alert["rule"]] = t
-                    if alert["rule"] == "per_condition":
-                        where = alert["condition"]
-        return {**first, "condition": where}
+    def replay(self, seed: int, drift: Drift | None = None, thin: dict | None = None):
+        a = self.args
+        return replay(
+            self.profile,
+            self.rules,
+            self.pool,
+            seed,
+            a.chunks,
+            a.active,
+            a.rows_per_asset,
+            drift=drift,
+            thin=thin,
+            start=a.start,
+        )
 
     def far(self, seeds: range) -> dict:
         runs = [self.replay(s) for s in seeds]
         return {
             "replays": len(runs),
-            "far_per_condition": float(np.mean([r["per_condition"] is not None for r in runs])),
-            "far_pooled": float(np.mean([r["pooled"] is not None for r in runs])),
+            "far_per_condition": float(np.mean([r.alerted("per_condition") for r in runs])),
+            "far_pooled": float(np.mean([r.alerted("pooled") for r in runs])),
         }
 
     def delay(self, kind: str, size: float, seeds: range, condition: int | None = None) -> dict:
         start = self.args.start
-        out = {"per_condition": [], "pooled": [], "right_condition": []}
+        delays = {"per_condition": [], "pooled": []}
+        right = []
         for s in seeds:
-            rng = np.random.default_rng(10_000 + s)
-            feature = int(rng.choice(self.varying))
+            feature = int(np.random.default_rng(10_000 + s).choice(self.varying))
             r = self.replay(
                 10_000 + s, Drift(kind, feature, size, start=start, condition=condition)
             )
-            for rule in ("per_condition", "pooled"):
-                t = r[rule]
-                out[rule].append(np.inf if t is None or t < start else t - start)
-            if (
-                condition is not None
-                and r["per_condition"] is not None
-                and r["per_condition"] >= start
-            ):
-                out["right_condition"].append(r["condition"] == self.profile.conditions[condition])
+            for rule in delays:
+                delays[rule].append(r.delay(rule, start))
+            if condition is not None and np.isfinite(r.delay("per_condition", start)):
+                right.append(r.where["per_condition"][0] == self.profile.conditions[condition])
         summary = {"replays": len(seeds)}
-        for rule in ("per_condition", "pooled"):
-            d = np.array(out[rule])
+        for rule, values in delays.items():
+            d = np.array(values)
             summary[f"median_delay_{rule}"] = float(np.median(d))
             summary[f"detected_{rule}"] = float(np.isfinite(d).mean())
-        if out["right_condition"]:
-            summary["named_the_drifted_condition"] = float(np.mean(out["right_condition"]))
+        if right:
+            summary["named_the_drifted_condition"] = float(np.mean(right))
         return summary
 
     def mix_shift(self, seeds: range) -> dict:
@@ -178,10 +167,10 @@ class Bench:
         return {
             "replays": len(runs),
             "input_drift_alerts_per_condition": float(
-                np.mean([r["per_condition"] is not None for r in runs])
+                np.mean([r.alerted("per_condition") for r in runs])
             ),
-            "input_drift_alerts_pooled": float(np.mean([r["pooled"] is not None for r in runs])),
-            "mix_shift_reported": float(np.mean([r["mix"] is not None for r in runs])),
+            "input_drift_alerts_pooled": float(np.mean([r.alerted("pooled") for r in runs])),
+            "mix_shift_reported": float(np.mean([r.alerted("mix") for r in runs])),
         }
 
     def cost(self) -> dict:
@@ -227,6 +216,14 @@ def main() -> None:
     parser.add_argument("--rows-per-asset", type=int, default=20, help="rows per asset per chunk")
     parser.add_argument("--alpha", type=float, default=0.05)
     parser.add_argument("--horizon", type=int, default=200)
+    parser.add_argument(
+        "--synthetic-assets", type=int, default=150, help="pumps in the synthetic fleet"
+    )
+    parser.add_argument(
+        "--synthetic-faults",
+        action="store_true",
+        help="keep the simulator's sensor faults (stuck sensors, spikes) in the in-control data",
+    )
     parser.add_argument("--out", default="outputs/bench-monitoring")
     args = parser.parse_args()
     out = Path(args.out)
@@ -234,7 +231,7 @@ def main() -> None:
     results = {"args": vars(args)}
     for dataset in args.datasets:
         start = time.perf_counter()
-        bench = Bench(prepare(dataset, args.data), args)
+        bench = Bench(prepare(dataset, args), args)
         r: dict = {
             "conditions": bench.profile.n_conditions,
             "features": len(bench.profile.features),

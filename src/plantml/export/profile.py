@@ -52,6 +52,19 @@ def run_ids(data: PreparedData) -> np.ndarray:
     return np.cumsum(change)
 
 
+def monitoring_arrays(data: PreparedData) -> dict[str, Any]:
+    """Raw features (n, C), condition codes and distances, run ids and split masks (n,) of a
+    prepared run: what the reference profile, its null model and replays are built from."""
+    codes, distance = condition_codes(data)
+    return {
+        "x": data.frame[data.feature_names].to_numpy(np.float64),
+        "codes": codes,
+        "distance": distance,
+        "runs": run_ids(data),
+        **{split: split_rows(data, split) for split in ("train", "val", "test")},
+    }
+
+
 def _alarms(pred: np.ndarray, threshold: float | None, alarm_when: str | None) -> np.ndarray | None:
     if threshold is None or alarm_when is None:
         return None
@@ -81,9 +94,8 @@ def export_profile(
             :func:`plantml.monitoring.null.fit_null`).
     """
     options = dict(options or {})
-    x = data.frame[data.feature_names].to_numpy(np.float64)
-    codes, distance = condition_codes(data)
-    train = split_rows(data, "train")
+    arrays = monitoring_arrays(data)
+    x, codes, distance, train = arrays["x"], arrays["codes"], arrays["distance"], arrays["train"]
     pred = np.asarray(predictions)
     if pred.ndim == 2:  # class probabilities -> predicted class index
         pred = pred.argmax(1)
@@ -100,13 +112,13 @@ def export_profile(
         classes=class_names,
         split=windows.split,
     )
-    held = split_rows(data, "val")
+    held = arrays["val"]
     held_out = None
     if held.any():
         held_out = HeldOut(
             x=x[held],
             codes=codes[held],
-            runs=run_ids(data)[held],
+            runs=arrays["runs"][held],
             distance=None if distance is None else distance[held],
             split="val",
         )

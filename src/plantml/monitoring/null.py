@@ -63,7 +63,8 @@ def fit_null(
     (:func:`plantml.monitoring.scenarios.fleet_chunks`): ``size / block_rows``
     assets at a time, each giving ``block_rows`` consecutive rows to every
     chunk and staying until its life ends, in sequences of ``sequence`` chunks,
-    each sequence drawing its assets from a random ``subset`` of the held-out runs.
+    each sequence drawing its fleet, with replacement, from ``subset`` times as
+    many runs as were held out (a fresh fleet is another sample of assets).
 
     Args:
         profile: the reference profile (bins and PCA from the training split).
@@ -96,9 +97,8 @@ def fit_null(
         logs = np.full((n_seq, sequence, k1, s), np.nan)
         n_rows = np.zeros((n_seq, sequence, k1))
         for q in range(n_seq):
-            take = max(1, round(subset * len(run_ids)))
-            chosen = np.flatnonzero(np.isin(runs, rng.choice(run_ids, take, replace=False)))
-            pool = Pool(x[chosen], codes[chosen], runs[chosen])
+            chosen, relabel = _bootstrap_fleet(runs, run_ids, subset, rng)
+            pool = Pool(x[chosen], codes[chosen], relabel)
             for c, idx in enumerate(fleet_chunks(pool, rng, sequence, active, block_rows)):
                 rows_idx = chosen[idx]
                 sketch.reset()
@@ -137,6 +137,24 @@ def fit_null(
         "block_rows": int(block_rows),
         "split": split,
     }
+
+
+def _bootstrap_fleet(
+    runs: np.ndarray, run_ids: np.ndarray, subset: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of a fleet of ``subset * runs`` runs drawn with replacement, and a run id per row.
+
+    Drawn with replacement, a fleet of half the held-out runs varies around the
+    held-out mean as much as a production fleet of that size varies around the
+    population mean plus the error of the held-out mean itself.
+    """
+    take = max(1, round(subset * len(run_ids)))
+    rows, labels = [], []
+    for label, run in enumerate(rng.choice(run_ids, take, replace=True)):
+        mine = np.flatnonzero(runs == run)
+        rows.append(mine)
+        labels.append(np.full(len(mine), label))
+    return np.concatenate(rows), np.concatenate(labels)
 
 
 def _cusum_max(z: np.ndarray, k: float) -> np.ndarray:

@@ -53,7 +53,7 @@ from plantml.monitoring.sketch import ProfileSketch
 DELAYS = [("bias", 0.5), ("bias", 1.0), ("stuck", 1.0), ("gain", 1.0)]
 
 
-def prepare(dataset: str, data_root: str | None):
+def prepare(dataset: str, args):
     """Prepared data (train / val / held-out assets) of a dataset."""
     if dataset.startswith("FD"):
         overrides = [
@@ -61,10 +61,12 @@ def prepare(dataset: str, data_root: str | None):
             f"data.subset={dataset}",
             "data.split_by.test_fraction=0.2",
         ]
-        if data_root:
-            overrides.append(f"data.root={Path(data_root) / 'cmapss'}")
+        if args.data:
+            overrides.append(f"data.root={Path(args.data) / 'cmapss'}")
     else:
-        overrides = ["experiment=synthetic_failure"]
+        overrides = ["experiment=synthetic_failure", f"data.n_assets={args.synthetic_assets}"]
+        if not args.synthetic_faults:
+            overrides.append("+data.source.faults=false")
     cfg = api.compose(overrides, output_dir="outputs/bench-monitoring/compose")
     dm = api.datamodule(cfg)
     dm.setup()

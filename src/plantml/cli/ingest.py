@@ -22,9 +22,9 @@ import sys
 import time
 from collections.abc import Sequence
 
+from plantml.cli.common import run_command
 from plantml.edge.bundle import BundleError
 from plantml.edge.preprocess import InputError
-from plantml.errors import PlantMLError
 from plantml.monitoring import mqtt
 from plantml.monitoring.errors import InputFileError, MonitoringError
 
@@ -181,13 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (PlantMLError, BundleError, InputError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(build_parser(), argv, (BundleError, InputError))
 
 
 if __name__ == "__main__":

@@ -25,10 +25,10 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from plantml.cli.common import run_command
 from plantml.cli.ingest import parse_duration
 from plantml.edge.bundle import BundleError
 from plantml.edge.preprocess import InputError
-from plantml.errors import PlantMLError
 from plantml.monitoring import mqtt
 from plantml.monitoring.errors import MonitoringError
 
@@ -247,13 +247,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except (PlantMLError, BundleError, InputError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(build_parser(), argv, (BundleError, InputError))
 
 
 if __name__ == "__main__":

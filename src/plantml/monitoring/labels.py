@@ -95,16 +95,24 @@ def _next_at_or_after(times: np.ndarray, t: np.ndarray) -> np.ndarray:
     )
 
 
-def failure_labels(preds: PredictionLog, events: EventLog, horizon: float, now: float) -> Labels:
-    """Failure-within-horizon labels (see the module docstring); times in the log's units."""
-    n = len(preds)
-    label, known = np.full(n, np.nan), np.full(n, np.nan)
-    status = np.full(n, "pending", dtype=object)
+def _blank(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    return np.full(n, np.nan), np.full(n, np.nan), np.full(n, "pending", dtype=object)
+
+
+def _lives(preds: PredictionLog, events: EventLog):
+    """Per asset: prediction indices, times, and the next failure (at or after) and next
+    maintenance (after) each prediction; inf when none."""
     for asset in np.unique(preds.asset):
         sel = np.flatnonzero(preds.asset == asset)
         t = preds.time[sel]
         fail = _next_at_or_after(events.of(asset, "failure"), t)
-        maint = _next(events.of(asset, "maintenance"), t)
+        yield sel, t, fail, _next(events.of(asset, "maintenance"), t)
+
+
+def failure_labels(preds: PredictionLog, events: EventLog, horizon: float, now: float) -> Labels:
+    """Failure-within-horizon labels (see the module docstring); times in the log's units."""
+    label, known, status = _blank(len(preds))
+    for sel, t, fail, maint in _lives(preds, events):
         life_end = np.minimum(fail, maint)
         positive = (fail <= t + horizon) & (fail <= maint)
         negative = ~positive & (t + horizon <= np.minimum(life_end, now))
@@ -121,14 +129,8 @@ def rul_labels(
     preds: PredictionLog, events: EventLog, now: float, rul_cap: float | None = None
 ) -> Labels:
     """Realized RUL per prediction once its life ended in a failure (see the module docstring)."""
-    n = len(preds)
-    label, known = np.full(n, np.nan), np.full(n, np.nan)
-    status = np.full(n, "pending", dtype=object)
-    for asset in np.unique(preds.asset):
-        sel = np.flatnonzero(preds.asset == asset)
-        t = preds.time[sel]
-        fail = _next_at_or_after(events.of(asset, "failure"), t)
-        maint = _next(events.of(asset, "maintenance"), t)
+    label, known, status = _blank(len(preds))
+    for sel, t, fail, maint in _lives(preds, events):
         done = (fail <= maint) & (fail <= now)
         rul = fail - t
         if rul_cap is not None:
@@ -141,9 +143,7 @@ def rul_labels(
 
 def anomaly_labels(preds: PredictionLog, events: EventLog, now: float) -> Labels:
     """1 inside a confirmed anomaly, 0 outside, for predictions up to the asset's last check."""
-    n = len(preds)
-    label, known = np.full(n, np.nan), np.full(n, np.nan)
-    status = np.full(n, "pending", dtype=object)
+    label, known, status = _blank(len(preds))
     for asset in np.unique(preds.asset):
         sel = np.flatnonzero(preds.asset == asset)
         t = preds.time[sel]

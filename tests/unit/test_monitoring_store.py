@@ -152,3 +152,28 @@ def test_event_file_errors(tmp_path):
 def test_migration_list_is_ordered():
     numbers = [m[0] for m in store_module.MIGRATIONS]
     assert numbers == sorted(numbers) == list(range(1, len(numbers) + 1))
+
+
+def test_prediction_files_of_failure_and_class_bundles(tmp_path):
+    from plantml.edge import load_bundle
+    from plantml.monitoring.ingest import prediction_records
+    from tests.bundles import make_bundle
+
+    failure = load_bundle(make_bundle(tmp_path / "f", threshold=0.5))
+    (tmp_path / "p.csv").write_text(
+        "asset,time,condition,score,alarm\nu1,3,all,0.7,1\nu1,4,all,0.2,0\n"
+    )
+    rows = prediction_records(tmp_path / "p.csv", failure)
+    assert [(r["time"], r["value"], r["alarm"]) for r in rows] == [(3.0, 0.7, 1), (4.0, 0.2, 0)]
+    assert rows[0]["bundle_sha"] == failure.manifest["manifest_sha256"]
+    task = {"kind": "class", "output_name": "fault_class", "classes": ["normal", "IR007"]}
+    classes = load_bundle(make_bundle(tmp_path / "c", task=task))
+    (tmp_path / "c.csv").write_text(
+        "asset,time,condition,fault_class,probability\nu1,3,all,IR007,0.9\n"
+    )
+    assert prediction_records(tmp_path / "c.csv", classes)[0]["value"] == 1.0
+    (tmp_path / "bad.csv").write_text("asset,time,condition,fault_class\nu1,3,all,OR021\n")
+    with pytest.raises(InputFileError, match="class 'OR021' is not one of"):
+        prediction_records(tmp_path / "bad.csv", classes)
+    with pytest.raises(InputFileError, match=r"lacks the column\(s\) \['fault_class'\]"):
+        prediction_records(tmp_path / "p.csv", classes)

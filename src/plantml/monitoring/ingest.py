@@ -178,12 +178,20 @@ def prediction_records(path: str | Path, bundle: Bundle, site: str | None = None
             f"condition, {output} and (with a threshold) alarm, as plantml-edge predict writes"
         )
     info = bundle_info(bundle)
+    classes = {str(c): float(i) for i, c in enumerate(bundle.task.get("classes") or [])}
     out = []
     for i, (asset, t) in enumerate(zip(cols["asset"], cols["time"], strict=True)):
         tf = to_time(t)
         if tf is None:
             raise InputFileError(f"{path} row {i + 1}: time {t!r} is not a number or ISO time")
         value = cols[output][i]
+        if classes:  # a class bundle predicts names: keep the class index
+            if str(value) not in classes:
+                raise InputFileError(
+                    f"{path} row {i + 1}: class {value!r} is not one of the bundle's "
+                    f"{', '.join(classes)}"
+                )
+            value = classes[str(value)]
         alarm = cols["alarm"][i] if "alarm" in cols else None
         out.append(
             {

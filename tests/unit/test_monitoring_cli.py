@@ -223,3 +223,40 @@ def test_entry_points_are_installed():
         [str(BIN / "plantml-ingest"), "--help"], capture_output=True, text=True, timeout=60
     )
     assert r.returncode == 0 and "mqtt" in r.stdout and "files" in r.stdout
+
+
+def test_report_from_agent_summaries(tmp_path, bundle, monitoring_profile, capsys):
+    """The agent's periodic summaries (JSON lines) carry merged-able sketches: one chunk each."""
+    from plantml.edge import load_bundle
+    from plantml.monitoring.sketch import ProfileSketch
+
+    sha = load_bundle(bundle).manifest["manifest_sha256"]
+    x, codes, runs = fleet(6, 200, seed=8)
+    late, _ = Drift("bias", 0, 2.0, condition=0).apply(
+        monitoring_profile, 0, x, codes, runs, np.random.default_rng(0)
+    )
+    lines = []
+    for i in range(6):
+        part = slice(200 * i, 200 * (i + 1))
+        rows = late[part] if i >= 3 else x[part]
+        sketch = ProfileSketch(monitoring_profile).update(rows, codes[part])
+        payload = {
+            "id": f"s{i}",
+            "agent": "edge-1",
+            "model": {"name": "test-bundle", "version": "1", "bundle_sha256": sha},
+            "period": {"start": 60.0 * i, "end": 60.0 * (i + 1)},
+            "counts": {"rows": 200},
+            "sketches": {"kind": "plantml-drift", "rows": 200, "sketch": sketch.to_dict()},
+        }
+        lines.append(json.dumps(payload))
+    (tmp_path / "summaries.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "r"
+    args = ["report", "--bundle", str(bundle), "--summaries", str(tmp_path / "summaries.jsonl")]
+    assert monitor_cli.main([*args, "--out", str(out)]) == 0, capsys.readouterr().err
+    result = json.loads((out / "monitor.json").read_text())
+    assert result["chunks"] == 6 and result["rows"] == 1200
+    alerts = [a for a in result["alerts"] if a["rule"] == "input_drift"]
+    assert alerts and alerts[0]["condition"] == "low" and alerts[0]["opened"] >= 240.0
+    # --since keeps the last three periods only (placed by their end)
+    assert monitor_cli.main([*args, "--since", "200", "--out", str(tmp_path / "late")]) == 0
+    assert json.loads((tmp_path / "late" / "monitor.json").read_text())["chunks"] == 3

@@ -209,3 +209,21 @@ def test_threshold_rules_on_features_and_outputs(monitoring_profile):
     assert ("out", "low", "failure_probability") in keys
     assert ("alarms", "low", "failure_probability") in keys
     assert not any(k[1] == "nominal" for k in keys)
+
+
+def test_chunks_smaller_than_the_null_simulated_are_scored_without_bias(monitoring_profile):
+    """Below the smallest simulated chunk, the null grows like sampling noise (rows ** -0.5):
+    in-control chunks of 25 rows (8 to 12 per condition) score z about 0, not high."""
+    from plantml.monitoring.drift import chunk_drift
+    from plantml.monitoring.null import null_scores
+
+    p = monitoring_profile
+    assert p.null["rows"][:3, 0].min() > 10  # the smallest simulated chunk has more rows
+    x, codes, _ = fleet(30, 200, seed=50)
+    z = []
+    for i in range(0, len(x), 25):
+        drift = chunk_drift(p, ProfileSketch(p).update(x[i : i + 25], codes[i : i + 25]))
+        z.append(null_scores(p, drift.input["wasserstein"], drift.n)[:3])
+    z = np.array(z)
+    assert np.isfinite(z).mean() > 0.3
+    assert abs(np.nanmean(z)) < 0.4

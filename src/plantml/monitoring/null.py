@@ -192,11 +192,15 @@ def fit_scale(z: np.ndarray, k: float = SCALE_K) -> float:
     return float(SCALE_GRID[-1])
 
 
-def _interp(log_n: float, grid: np.ndarray, values: np.ndarray) -> float:
+def _interp(log_n: float, grid: np.ndarray, values: np.ndarray, below: float = 0.0) -> float:
+    """``values`` at ``log_n`` on the log-rows ``grid``, linear inside, flat above; below the
+    smallest size, ``values`` grow by ``below`` per unit of log rows fewer."""
     ok = np.isfinite(grid) & np.isfinite(values)
     if not ok.any():
         return float("nan")
-    return float(np.interp(log_n, grid[ok], values[ok]))
+    value = float(np.interp(log_n, grid[ok], values[ok]))
+    first = float(grid[ok].min())
+    return value + below * max(first - log_n, 0.0)
 
 
 def null_scores(
@@ -222,7 +226,8 @@ def null_scores(
             if n[b, j] < MIN_ROWS or not np.isfinite(wasserstein[b, j]):
                 continue
             log_n = float(np.log(n[b, j]))
-            mu = _interp(log_n, log_grid, null["mu"][nb, j])
+            # fewer rows than simulated: sampling noise dominates, W ~ rows ** -0.5
+            mu = _interp(log_n, log_grid, null["mu"][nb, j], below=0.5)
             sd = _interp(log_n, log_grid, null["sd"][nb, j])
             z[b, j] = (np.log(wasserstein[b, j] + null["offset"]) - mu) / sd
             if whiten:

@@ -53,7 +53,10 @@ def make_bundle(
     name: str = "test-bundle",
     metrics: dict | None = None,
     lineage: dict | None = None,
+    profile=None,
+    task: dict | None = None,
 ) -> Path:
+    """A sealed bundle folder; ``profile`` (a ReferenceProfile) adds reference_profile.json."""
     folder.mkdir(parents=True, exist_ok=True)
     conditions = conditions or {"mode": "single", "names": ["all"]}
     n_cond = len(conditions["names"])
@@ -106,10 +109,14 @@ def make_bundle(
             "unit": None,
             "threshold": threshold,
             "alarm_when": alarm_when if threshold is not None else None,
+            **(task or {}),
         },
         "lineage": lineage or {},
         "metrics": metrics if metrics is not None else {"test/auroc": 0.91, "val/auroc": 0.9},
     }
+    if profile is not None:
+        profile.save(folder / "reference_profile.json")
+        manifest["reference_profile"] = "reference_profile.json"
     write_manifest(folder, manifest)
     return folder
 

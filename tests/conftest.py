@@ -81,3 +81,11 @@ def _torch_threads():
         import torch
 
         torch.set_num_threads(TEST_THREADS)
+
+
+@pytest.fixture(scope="session")
+def monitoring_profile():
+    """A reference profile of a small three-condition fleet (tests/monitoring_data.py)."""
+    from tests.monitoring_data import profile
+
+    return profile()

@@ -47,8 +47,10 @@ def test_int8_recipe_writes_a_verified_bundle_and_report(run):
         assert {"p50_ms", "p99_ms"} <= set(v["latency"]) and v["throughput"] > 0
         assert v["metrics"]["by_condition"], "accuracy per operating condition"
     bundle = out / "bundle"
-    assert sorted(p.name for p in bundle.iterdir()) == ["manifest.json", "model.onnx"]
+    files = ["manifest.json", "model.onnx", "reference_profile.json"]
+    assert sorted(p.name for p in bundle.iterdir()) == files
     manifest = json.loads((bundle / "manifest.json").read_text())
+    assert manifest["reference_profile"] == "reference_profile.json"
     assert manifest["task"]["kind"] == "failure"
     assert manifest["task"]["threshold"] == pytest.approx(int8["threshold"])
     assert manifest["input"]["feature_columns"] and manifest["input"]["window_length"] == 48

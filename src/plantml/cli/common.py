@@ -60,3 +60,18 @@ def user_errors(func):
             sys.exit(2)
 
     return wrapper
+
+
+def run_command(parser, argv, errors: tuple[type[BaseException], ...] = ()) -> int:
+    """Run an argparse tool: ``args.func(args)``; a user error is one ``error:`` line, exit 2.
+
+    ``errors`` are further exception types to report that way (besides
+    :class:`PlantMLError` and ``OSError``), e.g. the edge runtime's own errors.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (PlantMLError, OSError, *errors) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

@@ -26,13 +26,22 @@ UNSEEN = "unseen"
 CHUNK = 65536  # rows per distance computation: bounded memory for long tables
 
 
-def nearest_centroid(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """Index of the nearest centroid (squared Euclidean) per point; (n, d), (k, d) -> (n,)."""
+def nearest_centroid(
+    points: np.ndarray, centroids: np.ndarray, distances: bool = False
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
+    """Index of the nearest centroid (squared Euclidean) per point; (n, d), (k, d) -> (n,).
+
+    With ``distances``, also the Euclidean distance to it, (n,) float64.
+    """
     out = np.empty(len(points), dtype=np.int64)
+    dist = np.empty(len(points), dtype=np.float64) if distances else None
     for start in range(0, len(points), CHUNK):
         p = points[start : start + CHUNK]
-        out[start : start + CHUNK] = np.argmin(((p[:, None, :] - centroids[None]) ** 2).sum(-1), 1)
-    return out
+        d2 = ((p[:, None, :] - centroids[None]) ** 2).sum(-1)
+        out[start : start + CHUNK] = np.argmin(d2, 1)
+        if dist is not None:
+            dist[start : start + CHUNK] = np.sqrt(d2.min(1))
+    return (out, dist) if distances else out
 
 
 def as_text(value: Any) -> str | None:
@@ -119,8 +128,16 @@ class ConditionRule:
 
     def settings_codes(self, settings: np.ndarray) -> np.ndarray:
         """Codes (n,) of the settings matrix (n, k): the nearest scaled centroid."""
+        return self.nearest(settings)[0]
+
+    def nearest(self, settings: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Nearest centroid (n,) int64 and its distance (n,) for settings (n, k), cluster mode.
+
+        The distance is in scaled settings units (``(settings - center) / scale``);
+        monitoring compares it with the training range to flag unseen conditions.
+        """
         points = np.nan_to_num((np.asarray(settings, dtype=np.float64) - self.center) / self.scale)
-        return nearest_centroid(points, self.centroids)
+        return nearest_centroid(points, self.centroids, distances=True)
 
     def codes(self, values: Sequence | None, settings: np.ndarray | None, n: int) -> np.ndarray:
         """Codes (n,) int64 from the condition column's values or the settings matrix (n, k)."""

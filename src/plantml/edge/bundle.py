@@ -38,7 +38,11 @@ library only. ``manifest.json`` (format version 1) holds::
                "unit": str|null, "threshold": float|null, "alarm_when": "above"|"below"|null, ...},
       "files": {"model.onnx": "<sha256 hex>", ...every other file of the bundle except manifest.json},
       "manifest_sha256": "<sha256 hex of the manifest's canonical JSON without this key>",
-      "lineage": {...}, "metrics": {...}       # free-form, informational
+      "lineage": {...}, "metrics": {...},      # free-form, informational
+      "reference_profile": "reference_profile.json"   # optional: what training looked like, per
+                                               # condition (plantml.monitoring.profile); listed in
+                                               # "files" like every file. Bundles without it load
+                                               # and run; monitoring needs it.
     }
 
 Semantics (one implementation, :mod:`plantml.core`, used by training and the device):
@@ -349,6 +353,11 @@ def _check_semantics(folder: Path, m: Mapping[str, Any]) -> tuple[np.ndarray, np
     scale = _matrix(folder, norm["scale"], rows, cols, "normalization.scale")
     if (scale == 0).any():
         raise _fail(folder, f"normalization.scale holds zeros; {REEXPORT}")
+    profile = m.get("reference_profile")
+    if profile is not None and (not isinstance(profile, str) or profile not in m.get("files", {})):
+        raise _fail(
+            folder, f"reference_profile {profile!r} is not a file listed in 'files'; {REEXPORT}"
+        )
     if task.get("threshold") is not None:
         if not isinstance(task["threshold"], int | float):
             raise _fail(folder, f"task.threshold must be a number, got {task['threshold']!r}")

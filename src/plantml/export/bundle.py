@@ -18,6 +18,7 @@ from omegaconf import DictConfig
 import plantml
 from plantml.edge.bundle import FORMAT, FORMAT_VERSION, load_bundle, sha256_file, write_manifest
 from plantml.export.manifest import input_manifest
+from plantml.monitoring.profile import FILE_NAME as PROFILE_FILE
 
 
 def task_manifest(
@@ -47,6 +48,7 @@ def task_manifest(
             "description": f"probability that the asset fails within the next {horizon} {time_unit}",
             "unit": None,
             "horizon": horizon,
+            "horizon_unit": time_unit,
             "threshold": threshold,
             "alarm_when": "above",
         }
@@ -83,13 +85,20 @@ def write_bundle(
     metrics: dict,
     lineage: dict,
     stride: int = 1,
+    profile=None,
 ) -> Path:
-    """Write and verify a bundle folder; returns it. ``data`` is the run's PreparedData."""
+    """Write and verify a bundle folder; returns it. ``data`` is the run's PreparedData.
+
+    ``profile`` (a :class:`plantml.monitoring.profile.ReferenceProfile`) is written as
+    ``reference_profile.json`` and named by the manifest key ``reference_profile``.
+    """
     folder = Path(folder)
     if folder.exists():
         shutil.rmtree(folder)
     folder.mkdir(parents=True)
     shutil.copyfile(onnx_path, folder / "model.onnx")
+    if profile is not None:
+        profile.save(folder / PROFILE_FILE)
     timestamps = str(data.frame[data.table.time_column].dtype).startswith("datetime")
     time_unit = data.table.time_unit if timestamps else "cycles"
     created = datetime.now(UTC)
@@ -107,6 +116,8 @@ def write_bundle(
         "lineage": lineage,
         "metrics": metrics,
     }
+    if profile is not None:
+        manifest["reference_profile"] = PROFILE_FILE
     write_manifest(folder, manifest)
     load_bundle(folder)  # what a device will do: read it back and check every hash
     return folder

@@ -32,7 +32,7 @@ from plantml.evaluation.metrics import (
     best_f1_threshold,
 )
 from plantml.export import onnx as ox
-from plantml.export.bundle import write_bundle, write_sample_rows
+from plantml.export.bundle import task_manifest, write_bundle, write_sample_rows
 from plantml.export.distill import distill
 from plantml.export.finetune import fit
 from plantml.export.onnx import ExportError
@@ -336,6 +336,26 @@ class ExportRun:
         self.variants.append(variant)
         self.notes += info["notes"]
 
+    def reference_profile(self, final: dict):
+        """The bundle's reference profile (training rows, the final variant's outputs)."""
+        from plantml.export.profile import export_profile
+
+        start = time.perf_counter()
+        profile = export_profile(
+            self.datamodule.data,
+            self.windows,
+            final["_pred"],
+            self.task.kind,
+            final["threshold"] if self.task.kind != "rul" else None,
+            task_manifest(self.task.kind, self.run_cfg, None, "")["output_name"],
+            getattr(self.datamodule.data, "class_names", None),
+        )
+        size = len(json.dumps(profile.to_dict(), separators=(",", ":")))
+        self.notes.append(
+            f"reference profile: {size / 1024:.1f} KB, built in {time.perf_counter() - start:.1f} s"
+        )
+        return profile
+
     def finish(self) -> dict:
         """Check the metric limits, seal the bundle, write the report; returns the report."""
         final = self.variants[-1]
@@ -364,6 +384,7 @@ class ExportRun:
             },
             metrics={"split": self.split, **final["metrics"]},
             lineage=_lineage(self.ckpt, self.checkpoint, self.run_cfg, self.recipe),
+            profile=self.reference_profile(final),
         )
         samples = write_sample_rows(
             bundle,

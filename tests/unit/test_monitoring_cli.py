@@ -260,3 +260,14 @@ def test_report_from_agent_summaries(tmp_path, bundle, monitoring_profile, capsy
     # --since keeps the last three periods only (placed by their end)
     assert monitor_cli.main([*args, "--since", "200", "--out", str(tmp_path / "late")]) == 0
     assert json.loads((tmp_path / "late" / "monitor.json").read_text())["chunks"] == 3
+
+
+def test_the_agent_sends_drift_sketches_when_the_bundle_has_a_profile(tmp_path, bundle):
+    from plantml.agent.summary import ConditionCounts, default_sketches
+    from plantml.edge import load_bundle
+    from plantml.monitoring.agent_sketch import DriftSketch
+
+    profiled = load_bundle(bundle)
+    assert isinstance(default_sketches(profiled), DriftSketch)
+    plain = load_bundle(make_bundle(tmp_path / "plain"))
+    assert isinstance(default_sketches(plain), ConditionCounts)

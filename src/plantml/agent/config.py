@@ -211,7 +211,7 @@ class AgentConfig:
     metrics_host: str = "127.0.0.1"
     metrics_port: int | None = 9108
     summary_interval: float = 60.0
-    sketches: str = "plantml.agent.summary:ConditionCounts"
+    sketches: str = "plantml.agent.summary:default_sketches"
     max_rejected_messages: int = 100
     batch: int = 500
     queue: int = 10000
@@ -492,7 +492,7 @@ def parse_config(data: Any, base_dir: Path, source: Path | None = None) -> Agent
         metrics_host=met.string("host", "127.0.0.1"),
         metrics_port=met.integer("port", 9108, 0, 65535) if enabled else None,
         summary_interval=summ.duration("interval", 60),
-        sketches=summ.string("sketches", "plantml.agent.summary:ConditionCounts"),
+        sketches=summ.string("sketches", "plantml.agent.summary:default_sketches"),
         max_rejected_messages=summ.integer("max_rejected_messages", 100, 0),
         batch=proc.integer("batch", 500, 1),
         queue=proc.integer("queue", 10000, 1),

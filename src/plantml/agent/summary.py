@@ -13,9 +13,13 @@ quantiles, outbox depth and drops, degraded assets, and ``sketches``.
         # every accepted row (the column values the model read) and its prediction, if any
     snapshot() -> dict            # JSON-able; called once per interval, then starts afresh
 
-The default, :class:`ConditionCounts`, counts rows, predictions and raw alarms
-per operating condition and keeps the prediction's mean, min and max, so the
-field is never empty. The drift sketches of ``plantml.monitoring`` plug in here.
+The default, :func:`default_sketches`, sends the drift sketches of
+``plantml.monitoring`` (:class:`plantml.monitoring.agent_sketch.DriftSketch`: per
+condition and feature, mergeable histograms of the inputs and the outputs, which
+``plantml-ingest`` stores and ``plantml-monitor`` compares with the bundle's reference
+profile) when the bundle carries a reference profile, and otherwise
+:class:`ConditionCounts`: rows, predictions and raw alarms per operating condition
+with the prediction's mean, min and max, so the field is never empty.
 """
 
 from __future__ import annotations
@@ -85,6 +89,15 @@ class ConditionCounts:
         }
         self._reset()
         return out
+
+
+def default_sketches(bundle: Bundle) -> SketchProvider:
+    """Drift sketches when the bundle has a reference profile, else condition counts."""
+    if bundle.manifest.get("reference_profile"):
+        from plantml.monitoring.agent_sketch import DriftSketch
+
+        return DriftSketch(bundle)
+    return ConditionCounts(bundle)
 
 
 def load_provider_factory(spec: str) -> Callable[[Bundle], SketchProvider]:

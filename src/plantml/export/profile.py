@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from plantml.core.conditions import ConditionRule
 from plantml.data.pipeline import PreparedData
-from plantml.edge.preprocess import ConditionAssigner
 from plantml.monitoring.profile import ReferenceProfile
 from plantml.monitoring.reference import HeldOut, Outputs, build_profile
 
@@ -33,7 +33,7 @@ def split_rows(data: PreparedData, split: str) -> np.ndarray:
 
 def condition_codes(data: PreparedData) -> tuple[np.ndarray, np.ndarray | None]:
     """Condition code per row (n,) and, for cluster conditions, the distance to the centroid."""
-    assigner = ConditionAssigner(data.conditions.state())
+    assigner = ConditionRule(data.conditions.state())
     frame = data.frame
     if assigner.mode == "cluster":
         return assigner.nearest(frame[assigner.settings].to_numpy(np.float64))

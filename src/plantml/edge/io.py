@@ -107,11 +107,11 @@ def _parquet_file(path: Path):
 
 def read_parquet(path: str | Path) -> dict[str, Any]:
     """A Parquet file as columns: timestamps as numpy datetime64 arrays (UTC), others as lists."""
-    import pyarrow as pa
-
     # ParquetFile.read without pandas metadata, to_pylist and the int64 cast for timestamps
     # keep pandas out (pq.read_table and to_numpy import it when it is installed)
-    table = _parquet_file(Path(path)).read(use_pandas_metadata=False)
+    table = _parquet_file(Path(path)).read(use_pandas_metadata=False)  # says if pyarrow is absent
+    import pyarrow as pa
+
     out: dict[str, Any] = {}
     for name, column in zip(table.column_names, table.columns, strict=True):
         if pa.types.is_timestamp(column.type):

@@ -152,6 +152,7 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
         title,
         extra,
         trainer.is_global_zero,
+        run_cfg=cfg,
     )
     if trainer.is_global_zero:
         for logger in loggers:

@@ -59,7 +59,13 @@ def _stream(args: argparse.Namespace) -> int:
     stream = StreamingPredictor(EdgeModel(args.bundle, threads=args.threads))
     bundle = stream.model.bundle
     header = ["asset", "time", "condition", bundle.output_name]
-    if bundle.threshold is not None:
+    interval = bundle.interval is not None
+    if interval:
+        header += [f"{bundle.output_name}_low", f"{bundle.output_name}_high"]
+    has_alarm = bundle.threshold is not None or (
+        interval and bundle.interval.get("alarm_lead_time") is not None
+    )
+    if has_alarm:
         header.append("alarm")
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(header)
@@ -76,6 +82,8 @@ def _stream(args: argparse.Namespace) -> int:
         if p is not None:
             n_pred += 1
             values = [p.asset, p.time, p.condition, p.value]
+            if interval:
+                values += [p.low, p.high]
             writer.writerow(format_row(values + ([] if p.alarm is None else [int(p.alarm)])))
             sys.stdout.flush()
     print(f"{n_rows} rows streamed, {len(errors)} rejected, {n_pred} predictions", file=sys.stderr)
@@ -150,7 +158,23 @@ def _info(args: argparse.Namespace) -> int:
     unit = f" ({task['unit']})" if task.get("unit") else ""
     about = f": {task['description']}" if task.get("description") else ""
     print(f"task:        {task['kind']} -> {b.output_name}{unit}{about}")
-    if b.threshold is None:
+    spec = b.interval
+    if spec is not None:
+        per = "per condition" if spec["by"] == "condition" else "one for all conditions"
+        print(
+            f"interval:    {100 * spec['level']:g} % conformal ({per}): {b.output_name}_low, "
+            f"{b.output_name}_high; half-widths {', '.join(f'{w:.3g}' for w in spec['half_width'])}"
+        )
+    if (task.get("calibration") or {}).get("folded_into_graph"):
+        cal = task["calibration"]
+        print(
+            f"calibrated:  {cal['method']} scaling inside the graph (a={cal['a']:.4g}, "
+            f"b={cal['b']:.4g})"
+        )
+    lead = (spec or {}).get("alarm_lead_time")
+    if b.threshold is None and lead is not None:
+        print(f"alarm:       {b.output_name}_low <= {lead:g}")
+    elif b.threshold is None:
         print("alarm:       none (no threshold)")
     else:
         print(

@@ -24,14 +24,17 @@ from plantml.edge.runtime import EdgeModel
 @dataclass
 class Prediction:
     """One prediction: the asset, the time of the window's last row (as given), the
-    operating condition's name (``unseen`` if unknown), the model's value and the
-    alarm (None when the bundle sets no threshold)."""
+    operating condition's name (``unseen`` if unknown), the model's value, the
+    alarm (None when the bundle sets no alarm rule) and, for a bundle with
+    ``task.interval``, the interval's bounds (else None)."""
 
     asset: str
     time: Any
     condition: str
     value: float
     alarm: bool | None
+    low: float | None = None
+    high: float | None = None
 
 
 class _AssetState:
@@ -115,13 +118,16 @@ class StreamingPredictor:
             return None
         window = np.concatenate([state.buffer[state.pos :], state.buffer[: state.pos]])
         value = self.model.predict_windows(window[None])
-        alarm = self.model.alarm(value)
+        bounds = self.model.interval(value, parsed.code[:1])
+        alarm = self.model.alarm(value, None if bounds is None else bounds[0])
         return Prediction(
             asset=asset,
             time=given_time(row[bundle.time_column]),
             condition=self.model.conditions.name(int(parsed.code[0])),
             value=float(value[0]),
             alarm=None if alarm is None else bool(alarm[0]),
+            low=None if bounds is None else float(bounds[0][0]),
+            high=None if bounds is None else float(bounds[1][0]),
         )
 
     def feed_many(

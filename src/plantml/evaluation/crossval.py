@@ -169,8 +169,7 @@ def _fmt(stats: dict) -> str:
     if stats.get("mean") is None:
         return "–"
     return (
-        f"{_num(stats['mean'])} ± {_num(stats['std'])} "
-        f"[{_num(stats['min'])}, {_num(stats['max'])}]"
+        f"{_num(stats['mean'])} ± {_num(stats['std'])} [{_num(stats['min'])}, {_num(stats['max'])}]"
     )
 
 

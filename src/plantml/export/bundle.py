@@ -83,8 +83,12 @@ def write_bundle(
     metrics: dict,
     lineage: dict,
     stride: int = 1,
+    task_extra: dict | None = None,
 ) -> Path:
-    """Write and verify a bundle folder; returns it. ``data`` is the run's PreparedData."""
+    """Write and verify a bundle folder; returns it. ``data`` is the run's PreparedData.
+
+    ``task_extra`` joins the manifest's ``task`` block (``interval``, ``calibration``).
+    """
     folder = Path(folder)
     if folder.exists():
         shutil.rmtree(folder)
@@ -103,7 +107,10 @@ def write_bundle(
         "plantml_version": plantml.__version__,
         "model": {"file": "model.onnx", "input": "window", "output": "prediction", **model_info},
         **input_manifest(data, cfg.data.get("cleaning"), stride),
-        "task": task_manifest(kind, cfg, threshold, time_unit, getattr(data, "class_names", None)),
+        "task": {
+            **task_manifest(kind, cfg, threshold, time_unit, getattr(data, "class_names", None)),
+            **(task_extra or {}),
+        },
         "lineage": lineage,
         "metrics": metrics,
     }

@@ -51,6 +51,8 @@ RECIPE_KEYS = {
     "quantize",
     "parity",
     "max_metric_change",
+    "conformal",
+    "calibration",
 }
 
 
@@ -328,6 +330,51 @@ class ExportRun:
         self.variants.append(variant)
         self.notes += info["notes"]
 
+    def _spec(self, name: str) -> dict:
+        """The recipe's ``conformal`` / ``calibration`` block, else the training run's."""
+        spec = self.recipe.get(name)
+        if spec is None:
+            spec = self.run_cfg.get(name)
+            spec = OmegaConf.to_container(spec, resolve=True) if spec is not None else None
+        return dict(spec or {})
+
+    def uncertainty(self, final: dict) -> tuple[dict, dict]:
+        """(final variant, extra ``task`` manifest keys): conformal intervals for RUL, the
+        calibration folded into the graph for failure (:mod:`plantml.export.uncertainty`).
+
+        Both are fitted on the validation windows with the final variant's own predictions.
+        """
+        from plantml.export.uncertainty import calibrate_variant, interval_block
+
+        kind, cal = self.task.kind, self.calibration
+        conformal, calibration = self._spec("conformal"), self._spec("calibration")
+        wanted = (kind == "rul" and conformal.get("level") is not None) or (
+            kind == "failure" and calibration.get("method")
+        )
+        if not wanted or not len(cal.y):
+            return final, {}
+        sess = ox.session(final["file"], self.measure.threads)
+        pred = ox.run_onnx(sess, cal.windows)
+        if kind == "rul":
+            n = len(self.datamodule.data.condition_names)
+            return final, {"interval": interval_block(pred, cal.y, cal.conditions, n, conformal)}
+        src = Path(final["file"])
+        dst, threshold, block = calibrate_variant(src, pred, cal.y, final["threshold"], calibration)
+        from plantml.evaluation.calibration import apply_scaling
+
+        got = ox.run_onnx(ox.session(dst, self.measure.threads), cal.windows)
+        want = apply_scaling(pred, block["a"], block["b"])
+        check = parity(want.astype(np.float32), got, 1e-5, 1e-4)
+        require_parity(check, f"{dst.name} (calibration folded into the graph)")
+        self.notes.append(
+            f"failure probabilities calibrated ({block['method']}, a={block['a']:.4g}, "
+            f"b={block['b']:.4g}) inside the graph; validation ECE "
+            f"{block['val_ece_before']:.4f} -> {block['val_ece_after']:.4f}"
+        )
+        block["parity"] = check
+        final = {**final, "file": str(dst), "bytes": dst.stat().st_size, "threshold": threshold}
+        return final, {"calibration": block}
+
     def finish(self) -> dict:
         """Check the metric limits, seal the bundle, write the report; returns the report."""
         final = self.variants[-1]
@@ -337,6 +384,7 @@ class ExportRun:
         if problems:
             raise ExportError("; ".join(problems))
         kind = self.task.kind
+        final, task_extra = self.uncertainty(final)
         bundle = write_bundle(
             self.out_dir / "bundle",
             final["file"],
@@ -355,6 +403,7 @@ class ExportRun:
             },
             metrics={"split": self.split, **final["metrics"]},
             lineage=_lineage(self.ckpt, self.checkpoint, self.run_cfg, self.recipe),
+            task_extra=task_extra,
         )
         torch_v, onnx_v = self.variants[0], self.variants[1]
         report = {

@@ -434,6 +434,12 @@ def run_export(cfg: DictConfig) -> dict:
     Order: distill → prune (+ fine-tune) → quantize; each step is optional.
     """
     run = ExportRun(cfg)
+    steps = [s for s in ("distill", "prune") if run.recipe.get(s)]
+    if getattr(run.task, "classical", False) and steps:
+        raise ConfigError(
+            f"the export recipe {run.recipe['name']!r} has {' and '.join(steps)}, which a "
+            "classical model (trees) does not have; use export=fp32 or export=int8"
+        )
     run.baseline()
     for step in ("distill", "prune", "quantize"):
         spec = run.recipe.get(step)

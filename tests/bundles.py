@@ -52,6 +52,7 @@ def make_bundle(
     name: str = "test-bundle",
     metrics: dict | None = None,
     lineage: dict | None = None,
+    task_extra: dict | None = None,
 ) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     conditions = conditions or {"mode": "single", "names": ["all"]}
@@ -105,6 +106,7 @@ def make_bundle(
             "unit": None,
             "threshold": threshold,
             "alarm_when": alarm_when if threshold is not None else None,
+            **(task_extra or {}),
         },
         "lineage": lineage or {},
         "metrics": metrics if metrics is not None else {"test/auroc": 0.91, "val/auroc": 0.9},

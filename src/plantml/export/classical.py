@@ -10,16 +10,15 @@ Post-processing per task: RUL ``max(raw * target_scale, 0)``, failure ``sigmoid(
 anomaly (isolation forest) ``2 ** (-depth_sum / (trees * c)) + offset`` (=
 ``-decision_function``).
 
-Exactness. The statistics are computed in float64 on both sides (in float32, torch and
-ONNX Runtime differ in the last bits, and a window near a split went the other way in
-about 1 of 300 windows). Gradient boosting compares float64 features with float64
-thresholds, so the graph keeps them in float64 (``nodes_values_as_tensor``). scikit-learn's
-isolation forest casts its input to float32 first; the graph does the same, with every
-threshold rounded *down* to the largest float32 not above it, so that ``x <= t`` decides as
-scikit-learn's comparison of a float32 ``x`` with the float64 ``t`` does. The trees are
-written here rather than by skl2onnx: skl2onnx 1.20 cannot convert scikit-learn 1.9's
-HistGradientBoosting with onnx 1.23 (a boolean node attribute), and it rounds thresholds
-to the nearest float32.
+Exactness. The statistics are computed in float64 and rounded to float32 on both sides:
+computed in float32, torch and ONNX Runtime differ in the last bits, and gradient boosting
+puts split thresholds on training values, so a window whose statistic equals a threshold
+went the other way now and then; the float64 results differ by ~1e-16 and round to the
+same float32. The trees compare that float32 with every threshold rounded *down* to the
+largest float32 not above it, so ``x <= t`` decides exactly as scikit-learn's float64
+comparison does. The trees are written here rather than by skl2onnx: skl2onnx 1.20 cannot
+convert scikit-learn 1.9's HistGradientBoosting with onnx 1.23 (a boolean node attribute),
+and it rounds thresholds to the nearest float32.
 """
 
 from __future__ import annotations
@@ -47,12 +46,10 @@ def float32_floor(values: np.ndarray) -> np.ndarray:
     return out
 
 
-def tree_ensemble_node(
-    trees: list[dict], base: float, inp: str, out: str, double: bool
-) -> onnx.NodeProto:
+def tree_ensemble_node(trees: list[dict], base: float, inp: str, out: str) -> onnx.NodeProto:
     """One ``TreeEnsembleRegressor`` summing the leaves of ``trees`` plus ``base``: ``(N, 1)``.
 
-    ``double``: float64 thresholds for a float64 input; else float32 thresholds rounded down.
+    Thresholds are rounded down to float32 (:func:`float32_floor`) for the float32 input.
     """
     attrs: dict[str, list] = {k: [] for k in (
         "nodes_treeids", "nodes_nodeids", "nodes_featureids", "nodes_modes", "nodes_values",
@@ -79,20 +76,7 @@ def tree_ensemble_node(
         attrs["target_nodeids"] += leaves.tolist()
         attrs["target_ids"] += [0] * len(leaves)
         attrs["target_weights"] += t["value"][leaves].astype(np.float64).tolist()
-    values = np.asarray(attrs.pop("nodes_values"), np.float64)
-    weights = np.asarray(attrs.pop("target_weights"), np.float64)
-    if double:
-        tensors = {
-            "nodes_values_as_tensor": numpy_helper.from_array(values),
-            "target_weights_as_tensor": numpy_helper.from_array(weights),
-            "base_values_as_tensor": numpy_helper.from_array(np.array([base], np.float64)),
-        }
-    else:
-        tensors = {
-            "nodes_values": float32_floor(values).tolist(),
-            "target_weights": weights.tolist(),
-            "base_values": [float(base)],
-        }
+    attrs["nodes_values"] = float32_floor(np.asarray(attrs["nodes_values"])).tolist()
     return helper.make_node(
         "TreeEnsembleRegressor",
         [inp],
@@ -101,7 +85,7 @@ def tree_ensemble_node(
         n_targets=1,
         aggregate_function="SUM",
         post_transform="NONE",
-        **tensors,
+        base_values=[float(base)],
         **attrs,
     )
 
@@ -160,13 +144,10 @@ def export_classical(
     stats = "window_stats"
     for node in graph.node:
         node.output[:] = [stats if o == OUTPUT else o for o in node.output]
-    double = model.family == "gbm"
-    if not double:  # scikit-learn's isolation forest reads float32
-        graph.node.append(helper.make_node("Cast", [stats], ["window_stats_f32"], to=1))
-        stats = "window_stats_f32"
-    base = model.baseline() if double else 0.0
+    graph.node.append(helper.make_node("Cast", [stats], ["window_stats_f32"], to=1))
+    base = model.baseline() if model.family == "gbm" else 0.0
     nodes, inits = _post_nodes(predictor, "trees_raw")
-    tree = tree_ensemble_node(model.trees(), base, stats, "trees_raw", double)
+    tree = tree_ensemble_node(model.trees(), base, "window_stats_f32", "trees_raw")
     graph.node.extend([tree, *nodes])
     graph.initializer.extend(inits)
     del graph.output[:]

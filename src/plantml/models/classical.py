@@ -90,14 +90,16 @@ class _TreeModel(nn.Module):
 
     # -- features and fitting --------------------------------------------------------------
     def window_features(self, x: torch.Tensor) -> np.ndarray:
-        """``(batch, time, channels)`` → statistics ``(batch, channels * stats)`` float64.
+        """``(batch, time, channels)`` → statistics ``(batch, channels * stats)`` float32.
 
-        Computed in float64 (:class:`Float64Stats`, also inside the ONNX graph): in float32,
-        torch and ONNX Runtime differ in the last bits, enough to send a window down the
-        other branch of a split now and then.
+        Computed in float64, then rounded to float32 (:class:`Float64Stats`; the ONNX graph
+        does the same). Computed in float32, torch and ONNX Runtime differ in the last bits,
+        and a statistic that equals a split threshold (gradient boosting places thresholds
+        on training values) then goes down the other branch now and then; the float64
+        results differ by ~1e-16 and round to the same float32.
         """
         with torch.no_grad():
-            return Float64Stats(self.features)(x.detach().cpu()).numpy()
+            return Float64Stats(self.features)(x.detach().cpu()).float().numpy()
 
     def check_kind(self, kind: str) -> None:
         if kind not in KINDS[self.family]:
@@ -111,7 +113,7 @@ class _TreeModel(nn.Module):
         """Fit on statistics ``(n, F)`` and targets ``(n,)``; ``val`` = (features, y) or None."""
         self.check_kind(kind)
         self.kind = kind
-        info = self._fit(np.asarray(features, np.float64), np.asarray(y), val)
+        info = self._fit(np.asarray(features, np.float32), np.asarray(y), val)
         self._store()
         return info
 
@@ -210,7 +212,7 @@ class GradientBoostingModel(_TreeModel):
             est = ensemble.HistGradientBoostingRegressor(**options)
             val_y = None if not stop else val[1]
         if stop:
-            est.fit(x, y, X_val=np.asarray(val[0], np.float64), y_val=val_y)
+            est.fit(x, y, X_val=np.asarray(val[0], np.float32), y_val=val_y)
         else:
             est.fit(x, y)
         self.estimator = est

@@ -60,8 +60,14 @@ class _TreeModel(nn.Module):
     family = ""
 
     def __init__(
-        self, in_features: int, out_features: int = 1, stats: Sequence[str] = DEFAULT_STATS
+        self,
+        in_features: int,
+        out_features: int = 1,
+        stats: Sequence[str] = DEFAULT_STATS,
+        dropout: float | None = None,
     ):
+        # dropout: not used by trees; accepted so that experiments which set model.dropout
+        # for every neural model (cmapss_rul) also run with model=gbm
         super().__init__()
         if out_features != 1:
             raise ConfigError(
@@ -157,6 +163,7 @@ class GradientBoostingModel(_TreeModel):
         class_weight: failure only: ``balanced`` weights the rare positives up.
         max_train_windows: fit on at most this many training windows (seeded sample).
         seed: random seed of the estimator.
+        dropout: ignored (trees have none); experiments set it for every neural model.
     """
 
     family = "gbm"
@@ -175,8 +182,9 @@ class GradientBoostingModel(_TreeModel):
         class_weight: str | None = None,
         max_train_windows: int = 500_000,
         seed: int = 0,
+        dropout: float | None = None,
     ):
-        super().__init__(in_features, out_features, stats)
+        super().__init__(in_features, out_features, stats, dropout)
         self.options = {
             "max_iter": int(max_iter),
             "learning_rate": float(learning_rate),
@@ -265,8 +273,9 @@ class IsolationForestModel(_TreeModel):
         max_samples: int | str = "auto",
         max_train_windows: int = 500_000,
         seed: int = 0,
+        dropout: float | None = None,
     ):
-        super().__init__(in_features, out_features, stats)
+        super().__init__(in_features, out_features, stats, dropout)
         self.options = {
             "n_estimators": int(n_estimators),
             "max_samples": max_samples,

@@ -81,8 +81,9 @@ def test_gbm_failure_probabilities_and_iforest_scores_match_their_graphs(tmp_pat
 
 def test_the_estimator_travels_in_the_state_dict():
     x, health = _windows(n=200)
-    task = _fit(ClassicalRULTask(GradientBoostingModel(3, max_iter=20), OPT, target_scale=1.0),
-                x, health)
+    task = _fit(
+        ClassicalRULTask(GradientBoostingModel(3, max_iter=20), OPT, target_scale=1.0), x, health
+    )
     fresh = ClassicalRULTask(GradientBoostingModel(3, max_iter=20), OPT, target_scale=1.0)
     with pytest.raises(ConfigError, match="not fitted"):
         fresh(torch.from_numpy(x[:2]))

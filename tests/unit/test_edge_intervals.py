@@ -39,16 +39,27 @@ def _rows():
 @pytest.mark.parametrize("by", ["condition", "none"])
 def test_predict_and_stream_add_the_interval(tmp_path, by):
     rows = _rows()
-    first = make_bundle(tmp_path / "a", conditions=CONDITIONS, per_condition=True,
-                        task_extra=_interval(by, floor=None))
+    first = make_bundle(
+        tmp_path / "a",
+        conditions=CONDITIONS,
+        per_condition=True,
+        task_extra=_interval(by, floor=None),
+    )
     lead = float(np.median(EdgeModel(first).predict_rows(columns(rows))[0]["score_low"]))
-    d = make_bundle(tmp_path / "b", conditions=CONDITIONS, per_condition=True,
-                    task_extra=_interval(by, lead=lead, floor=None))
+    d = make_bundle(
+        tmp_path / "b",
+        conditions=CONDITIONS,
+        per_condition=True,
+        task_extra=_interval(by, lead=lead, floor=None),
+    )
     model = EdgeModel(d)
     out, errors = model.predict_rows(columns(rows))
     assert not errors and len(out["score"]) > 0
-    width = {"1": 1.0, "2": 3.0, "unseen": 2.0} if by == "condition" else dict.fromkeys(
-        ["1", "2", "unseen"], 2.0)
+    width = (
+        {"1": 1.0, "2": 3.0, "unseen": 2.0}
+        if by == "condition"
+        else dict.fromkeys(["1", "2", "unseen"], 2.0)
+    )
     q = np.array([width[c] for c in out["condition"]])
     np.testing.assert_allclose(out["score_high"], out["score"] + q, rtol=1e-6)
     np.testing.assert_allclose(out["score_low"], out["score"] - q, rtol=1e-6)  # no floor
@@ -58,8 +69,14 @@ def test_predict_and_stream_add_the_interval(tmp_path, by):
     predictions, _ = stream.feed_many(rows)
     batch = {
         (a, str(t)): (lo, hi, al)
-        for a, t, lo, hi, al in zip(out["asset"], out["time"], out["score_low"],
-                                    out["score_high"], out["alarm"], strict=True)
+        for a, t, lo, hi, al in zip(
+            out["asset"],
+            out["time"],
+            out["score_low"],
+            out["score_high"],
+            out["alarm"],
+            strict=True,
+        )
     }
     assert len(predictions) == len(batch)
     for p in predictions:  # the stream interleaves assets; compare by (asset, time)
@@ -96,9 +113,14 @@ def test_bad_intervals_are_refused(tmp_path, extra, message):
 
 
 def test_cli_stream_and_info_show_the_interval(tmp_path):
-    d = make_bundle(tmp_path / "b", conditions=CONDITIONS, per_condition=True,
-                    task_extra=_interval(lead=0.5))
-    info = subprocess.run([sys.executable, "-m", "plantml.cli.edge", "info", "--bundle", str(d)],
-                          capture_output=True, text=True, check=True).stdout
+    d = make_bundle(
+        tmp_path / "b", conditions=CONDITIONS, per_condition=True, task_extra=_interval(lead=0.5)
+    )
+    info = subprocess.run(
+        [sys.executable, "-m", "plantml.cli.edge", "info", "--bundle", str(d)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     assert "90 % conformal (per condition): score_low, score_high" in info
     assert "alarm:       score_low <= 0.5" in info

@@ -58,24 +58,30 @@ def test_crossfit_coverage_on_units_and_small_conditions_fall_back():
     assets = rng.integers(0, 12, 3000)
     cov = crossfit_coverage(pred, target, codes, assets, 2, 0.8, "condition", ["a", "b"], 5)
     assert abs(cov["coverage"] - 0.8) < 0.03 and cov["coverage_std"] >= 0
-    q, notes = fit_half_widths(pred[:40], target[:40], np.r_[np.zeros(38), [1, 1]], 2, 0.9,
-                               "condition")
+    q, notes = fit_half_widths(
+        pred[:40], target[:40], np.r_[np.zeros(38), [1, 1]], 2, 0.9, "condition"
+    )
     assert q[1] == q[-1] and "too few" in notes[0]  # 2 windows of condition 1: global width
     with pytest.raises(ConfigError, match="too few to measure"):
         crossfit_coverage(pred, target, codes, assets % 3, 2, 0.8, "none", ["a", "b"])
 
 
 def test_interval_bounds_per_condition_unseen_and_floor():
-    low, high = interval_bounds(np.array([5.0, 50, 50]), np.array([0, 1, -1]),
-                                np.array([10.0, 2.0, 7.0]), per_condition=True)
+    low, high = interval_bounds(
+        np.array([5.0, 50, 50]),
+        np.array([0, 1, -1]),
+        np.array([10.0, 2.0, 7.0]),
+        per_condition=True,
+    )
     np.testing.assert_allclose(low, [0.0, 48, 43])  # clipped at 0; unseen: the global width
     np.testing.assert_allclose(high, [15.0, 52, 57])
     low, _ = interval_bounds(np.array([5.0]), np.array([0]), np.array([10.0, 2.0, 7.0]), False)
     assert low[0] == 0.0
 
 
-@pytest.mark.parametrize(("level", "by"), [(1.0, "none"), (0, "none"), ("x", "none"),
-                                            (0.9, "asset")])
+@pytest.mark.parametrize(
+    ("level", "by"), [(1.0, "none"), (0, "none"), ("x", "none"), (0.9, "asset")]
+)
 def test_bad_conformal_options(level, by):
     with pytest.raises(ConfigError, match="conformal"):
         fit_half_widths(np.ones(10), np.ones(10), np.zeros(10), 1, level, by)

@@ -38,8 +38,9 @@ def test_every_asset_validates_in_exactly_one_fold(test_fraction):
     assert all(val_counts[a] == (0 if a in test else 1) for a in assets)
     sizes = sorted(sum(v == SPLIT_CODES["val"] for v in f.values()) for f in folds)
     assert sizes[-1] - sizes[0] <= 1  # near-equal folds
-    again = _asset_codes(table, split_rows(table, "asset", test_fraction=test_fraction, seed=3,
-                                           folds=4, fold=2))
+    again = _asset_codes(
+        table, split_rows(table, "asset", test_fraction=test_fraction, seed=3, folds=4, fold=2)
+    )
     assert again == folds[2]  # seeded
 
 
@@ -113,11 +114,23 @@ def test_cv_summary_means_spread_and_pooled(tmp_path):
     for i, rmse in enumerate([10.0, 14.0]):
         run = tmp_path / f"fold{i}"
         run.mkdir()
-        pred = pd.DataFrame({"asset": [f"u{i}a"] * 3 + [f"u{i}b"] * 3, "target": [3.0] * 6,
-                             "prediction": [3.0 + (i + 1)] * 6, "condition": "all"})
+        pred = pd.DataFrame(
+            {
+                "asset": [f"u{i}a"] * 3 + [f"u{i}b"] * 3,
+                "target": [3.0] * 6,
+                "prediction": [3.0 + (i + 1)] * 6,
+                "condition": "all",
+            }
+        )
         pred.to_csv(run / "predictions_val.csv", index=False)
-        folds.append({"val/rmse": rmse, "val/assets": 2, "epochs": 5,
-                      "by_condition": {"val": {"all": {"rmse": rmse}}}})
+        folds.append(
+            {
+                "val/rmse": rmse,
+                "val/assets": 2,
+                "epochs": 5,
+                "by_condition": {"val": {"all": {"rmse": rmse}}},
+            }
+        )
     result = summarize(tmp_path, folds, {"cuts": 4, "seed": 0})
     assert result["summary"]["val/rmse"]["mean"] == 12.0
     assert result["summary"]["val/rmse"]["std"] == pytest.approx(np.std([10, 14], ddof=1))

@@ -5,7 +5,7 @@ Part A, RUL intervals on C-MAPSS (default FD002: six operating conditions): trai
 conformal half-widths on the validation units (one for all conditions, and Mondrian: one
 per condition) at several levels, and prints the coverage and mean width on the held-out
 test units, overall and per condition. The run's own alarm trade-off (``lower bound <= 30
-cycles`` against ``prediction <= 30``) is printed from its metrics.json. Then the run is
+cycles`` against ``prediction <= 30``) is measured on the test units and plotted. Then the run is
 exported (``export=int8``): the bundle's half-widths (fitted on validation with the INT8
 model's own predictions) are applied by the edge runtime to the test windows, and that
 coverage is printed too.
@@ -59,19 +59,25 @@ def _codes(frame: pd.DataFrame, names: list[str]) -> np.ndarray:
     return frame["condition"].map(lambda c: index.get(c, -1)).to_numpy(np.int64)
 
 
-def _test_windows(run_overrides: list[str], run: Path):
-    """The run's test windows (normalized), targets and condition codes."""
-    from plantml import api
+def _held_out(run: Path):
+    """The run's held-out test windows (normalized), targets, condition codes and names,
+    and the trained model's predictions on them (C-MAPSS training does not score its test
+    units: the official test set is the source's test split)."""
+    from plantml.evaluation.checkpoint import load_run
+    from plantml.export import onnx as ox
 
-    dm = api.datamodule(api.compose(run_overrides, output_dir=run / "reload"))
+    _, _, dm, task, _ = load_run(run / "checkpoints" / "best.ckpt", ["data.num_workers=0"])
     ds = dm.dataset("test")
     index = dm.data.windows["test"]
-    return ds.gather(np.arange(len(ds))), index.targets, index.conditions, dm.data.condition_names
+    x = ds.gather(np.arange(len(ds)))
+    pred = ox.run_torch(ox.predictor(task), x)
+    return x, index.targets, index.conditions, list(dm.data.condition_names), pred
 
 
 def part_a(args, out: Path) -> list[str]:
     from plantml.edge import EdgeModel
     from plantml.evaluation.conformal import coverage_table, fit_half_widths
+    from plantml.evaluation.uncertainty import decision_tradeoff
 
     run = out / f"rul_{args.subset.lower()}_{args.model}"
     overrides = [
@@ -88,13 +94,16 @@ def part_a(args, out: Path) -> list[str]:
         *args.overrides,
     ]
     metrics = _train(overrides, run)
-    names = list(metrics["by_condition"]["val"])
     val = pd.read_csv(run / "predictions_val.csv")
-    test = pd.read_csv(run / "predictions_test.csv")
+    x, y, codes, names, pred = _held_out(run)
+    test = pd.DataFrame({"prediction": pred, "target": y})
+    test_codes = codes
+    rmse = float(np.sqrt(np.mean((pred - y) ** 2)))
     lines = [
         f"A. RUL intervals, C-MAPSS {args.subset}, model={args.model}: calibrated on "
-        f"{val['asset'].nunique()} validation units, scored on {test['asset'].nunique()} "
-        f"held-out test units (test RMSE {metrics['test/rmse']:.2f})",
+        f"{val['asset'].nunique()} validation units ({len(val)} windows), scored on the "
+        f"{len(y)} windows of the held-out test units (test RMSE {rmse:.2f}, val RMSE "
+        f"{metrics['val/rmse']:.2f})",
         "",
         "| level | half-widths | coverage overall | per condition (min - max) | "
         "worst gap to level | mean width |",
@@ -105,9 +114,7 @@ def part_a(args, out: Path) -> list[str]:
             q, _ = fit_half_widths(
                 val["prediction"], val["target"], _codes(val, names), len(names), level, by
             )
-            t = coverage_table(
-                test["prediction"], test["target"], _codes(test, names), q, by, names
-            )
+            t = coverage_table(test["prediction"], test["target"], test_codes, q, by, names)
             per = [v["coverage"] for v in t["by_condition"].values() if v["n"]]
             gap = max(abs(c - level) for c in [t["coverage"], *per])
             lines.append(
@@ -115,22 +122,29 @@ def part_a(args, out: Path) -> list[str]:
                 f"{t['coverage']:.3f} | {min(per):.3f} - {max(per):.3f} | {gap:.3f} | "
                 f"{t['width']:.1f} |"
             )
-    decision = metrics["conformal"].get("decision")
-    if decision:
-        p, lb = decision["point"], decision["lower_bound"]
-        lines += [
-            "",
-            f"alarm at a lead time of {decision['lead_time']:g} cycles on the held-out units "
-            f"({decision['failing_windows']} windows with RUL <= lead time):",
-            f"- prediction <= lead: false-alarm rate {p['false_alarm_rate']:.3f}, missed "
-            f"{p['missed_rate']:.3f}",
-            f"- 90 % lower bound <= lead: false-alarm rate {lb['false_alarm_rate']:.3f}, "
-            f"missed {lb['missed_rate']:.3f} (plot: {run / 'alarm_tradeoff_test.png'})",
-        ]
+    cal = (val["prediction"].to_numpy(), val["target"].to_numpy(), _codes(val, names))
+    decision = decision_tradeoff(
+        pred, y, codes, cal, names, "condition", 0.9, 30.0, out / "alarm_tradeoff_test.png"
+    )
+    p, lb = decision["point"], decision["lower_bound"]
+    lines += [
+        "",
+        f"alarm at a lead time of 30 cycles on the held-out units ({decision['failing_windows']} "
+        "windows with RUL <= 30; a window is a false alarm when its RUL > 30):",
+        f"- prediction <= 30: false-alarm rate {p['false_alarm_rate']:.3f}, missed "
+        f"{p['missed_rate']:.3f}",
+        f"- 90 % lower bound <= 30: false-alarm rate {lb['false_alarm_rate']:.3f}, missed "
+        f"{lb['missed_rate']:.3f}",
+        "- lower bound at level "
+        + ", ".join(
+            f"{k}: FA {v['false_alarm_rate']:.3f} / missed {v['missed_rate']:.3f}"
+            for k, v in decision["levels"].items()
+        ),
+        f"- plot: {out / 'alarm_tradeoff_test.png'}",
+    ]
     if not args.no_export:
         bundle = _export(run, out / "export")
         model = EdgeModel(bundle)
-        x, y, codes, names = _test_windows(overrides, run)
         pred = model.predict_windows(x)
         low, high = model.interval(pred, codes)
         inside = (y >= low) & (y <= high)
@@ -185,7 +199,7 @@ def part_b(args, out: Path) -> list[str]:
     if not args.no_export:
         bundle = _export(run, out / "export")
         model = EdgeModel(bundle)
-        x, yt, _, _ = _test_windows(overrides, run)
+        x, yt, _, _, _ = _held_out(run)
         q = model.predict_windows(x)
         lines.append(
             f"| INT8 bundle (temperature in the graph) | {expected_calibration_error(q, yt):.4f} "

@@ -151,23 +151,30 @@ def conformal_results(task, datamodule, options: dict, frames: dict, output_dir:
         p, t, c, _ = _arrays(task.predictions[split])
         cov = coverage_table(p, t, c, q, by, names)
         cov["method"] = "calibrated on val, scored on held-out units"
-    else:
+    elif len(np.unique(assets)) >= 4:
         split, (p, t, c) = "val", (pred, y, codes)
         cov = crossfit_coverage(pred, y, codes, assets, len(names), level, by, names)
         cov["method"] = "val units split in halves 20 times: each half calibrated on the other"
+    else:
+        split, (p, t, c), cov = "val", (pred, y, codes), None
+        notes.append(
+            f"{len(np.unique(assets))} validation units and no scored test split: coverage "
+            "on units not used for calibration cannot be measured (hold out test units with "
+            "data.split_by.test_fraction, or validate on more units)"
+        )
+        log.warning("conformal: %s", notes[-1])
     block = {
         "level": level,
         "by": by,
         "half_width": {**{n: float(q[i]) for i, n in enumerate(names)}, "global": float(q[-1])},
         "calibration": {"split": "val", "windows": len(y), "units": len(set(assets))},
-        "coverage": {split: cov},
+        "coverage": {split: cov} if cov else {},
         "notes": notes,
     }
-    metrics = {
-        f"{split}/interval_coverage": cov["coverage"],
-        f"{split}/interval_width": cov["width"],
-        "conformal": block,
-    }
+    metrics: dict = {"conformal": block}
+    if cov:
+        metrics[f"{split}/interval_coverage"] = cov["coverage"]
+        metrics[f"{split}/interval_width"] = cov["width"]
     written = []
     for frame in frames.values():
         low, high = interval_bounds(
@@ -179,6 +186,9 @@ def conformal_results(task, datamodule, options: dict, frames: dict, output_dir:
         path = output_dir / f"alarm_tradeoff_{split}.png"
         block["decision"] = decision_tradeoff(
             p, t, c, (pred, y, codes), names, by, level, float(lead), path
+        )
+        block["decision"]["scored_on"] = (
+            split if split != "val" else "val (in-sample: the half-widths were fitted on it)"
         )
         written.append(path)
     return metrics, written

@@ -125,6 +125,11 @@ def finish_evaluation(
         task, datamodule, run_cfg, frames, output_dir if is_global_zero else None
     )
     metrics.update(added)
+    skab = dict((run_cfg.get("skab") if run_cfg is not None else None) or {})
+    if skab.get("enabled") and task.kind == "anomaly":
+        from plantml.evaluation.skab import skab_results
+
+        metrics.update(skab_results(task, datamodule, skab))
     gate_lines = apply_gate(gate_cfg, metrics, gate_split) if task.results else None
     written: list[Path] = []
     if is_global_zero:

@@ -63,6 +63,10 @@ Semantics (one implementation, :mod:`plantml.core`, used by training and the dev
   with ``q`` the window's condition entry when ``by`` is ``condition`` and the condition is
   known, else the global (last) entry (:mod:`plantml.core.intervals`). With
   ``alarm_lead_time`` (and no ``threshold``) the alarm is ``rul_low <= alarm_lead_time``.
+- ``task.asset_threshold`` (optional, anomaly): ``{"windows": K, "quantile": q, "margin": m}``:
+  each asset's first ``K`` windows calibrate (no alarm), then the alarm is ``score >= m *
+  quantile_q(those scores)`` (:mod:`plantml.core.asset_threshold`); the output gains a
+  ``threshold`` column (NaN while calibrating).
 - ``task.calibration`` (optional, failure): the temperature / Platt scaling that the
   exporter folded into the ONNX graph; ``prediction`` already is the calibrated
   probability and ``threshold`` is on that scale. Nothing for the device to apply.
@@ -82,6 +86,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
+
+from plantml.core.asset_threshold import check_spec
 
 FORMAT = "plantml-edge-bundle"
 FORMAT_VERSION = 1
@@ -313,6 +319,11 @@ def _check_semantics(folder: Path, m: Mapping[str, Any]) -> tuple[np.ndarray, np
         if task.get("alarm_when", "above") not in ("above", "below", None):
             raise _fail(folder, f"task.alarm_when {task['alarm_when']!r} is not above or below")
     _check_interval(folder, task.get("interval"), len(names))
+    if task.get("asset_threshold") is not None:
+        try:
+            check_spec(task["asset_threshold"])
+        except (ValueError, AttributeError) as exc:
+            raise _fail(folder, f"task.{exc}; {REEXPORT}") from None
     return offset, scale
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from plantml.core.asset_threshold import asset_thresholds
 from plantml.core.intervals import interval_bounds
 from plantml.core.windows import gap_restarts, gather_windows, window_ends
 from plantml.edge.bundle import REEXPORT, Bundle, BundleError, load_bundle
@@ -276,6 +277,11 @@ class EdgeModel:
         if bounds is not None:
             out[f"{self.bundle.output_name}_low"], out[f"{self.bundle.output_name}_high"] = bounds
         alarm = self.alarm(values, None if bounds is None else bounds[0])
+        spec = self.bundle.task.get("asset_threshold")
+        if spec is not None:  # each asset's own threshold, learned on its first windows
+            thresholds = asset_thresholds(win.asset, values, spec)
+            out["threshold"] = thresholds
+            alarm = np.where(np.isnan(thresholds), 0, values >= thresholds).astype(np.int8)
         if alarm is not None:
             out["alarm"] = alarm
         return out, win.errors

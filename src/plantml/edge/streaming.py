@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from plantml.core.asset_threshold import check_spec, learned_threshold
 from plantml.core.windows import window_due
 from plantml.edge.bundle import Bundle
 from plantml.edge.preprocess import RowError, describe_time_order, given_time
@@ -35,12 +36,15 @@ class Prediction:
     alarm: bool | None
     low: float | None = None
     high: float | None = None
+    threshold: float | None = None  # the asset's learned threshold (task.asset_threshold)
 
 
 class _AssetState:
-    __slots__ = ("buffer", "count", "last_time", "pos")
+    __slots__ = ("buffer", "calibration", "count", "last_time", "pos", "threshold")
 
     def __init__(self, length: int, channels: int):
+        self.calibration: list[float] = []  # first scores (task.asset_threshold)
+        self.threshold: float | None = None
         self.buffer = np.zeros((length, channels), dtype=np.float32)
         self.pos = 0  # where the next row goes (the oldest row once full)
         self.count = 0  # rows since the last restart
@@ -70,6 +74,24 @@ class StreamingPredictor:
         self.time_kind = bundle.input["time_kind"]
         self.rows_seen = 0
         self._assets: dict[str, _AssetState] = {}
+        spec = bundle.task.get("asset_threshold")
+        self.asset_threshold = None if spec is None else check_spec(spec)
+
+    @property
+    def learned_thresholds(self) -> dict[str, float]:
+        """The thresholds assets have learned so far (``task.asset_threshold``)."""
+        return {a: s.threshold for a, s in self._assets.items() if s.threshold is not None}
+
+    def _asset_alarm(self, state: _AssetState, value: float) -> tuple[bool, float | None]:
+        """Calibrate on the asset's first windows, then alarm against what it learned."""
+        k, q, m = self.asset_threshold
+        if state.threshold is None:
+            state.calibration.append(value)
+            if len(state.calibration) == k:
+                state.threshold = learned_threshold(np.array(state.calibration), q, m)
+                state.calibration = []
+            return False, None
+        return value >= state.threshold, state.threshold
 
     def reset(self, asset: str | None = None) -> None:
         """Forget one asset's history (its next window starts empty), or every asset's."""
@@ -120,6 +142,10 @@ class StreamingPredictor:
         value = self.model.predict_windows(window[None])
         bounds = self.model.interval(value, parsed.code[:1])
         alarm = self.model.alarm(value, None if bounds is None else bounds[0])
+        learned = None
+        if self.asset_threshold is not None:
+            hit, learned = self._asset_alarm(state, float(value[0]))
+            alarm = np.array([hit])
         return Prediction(
             asset=asset,
             time=given_time(row[bundle.time_column]),
@@ -128,6 +154,7 @@ class StreamingPredictor:
             alarm=None if alarm is None else bool(alarm[0]),
             low=None if bounds is None else float(bounds[0][0]),
             high=None if bounds is None else float(bounds[1][0]),
+            threshold=learned,
         )
 
     def feed_many(

@@ -53,6 +53,7 @@ RECIPE_KEYS = {
     "max_metric_change",
     "conformal",
     "calibration",
+    "asset_threshold",
 }
 
 
@@ -385,6 +386,17 @@ class ExportRun:
             raise ExportError("; ".join(problems))
         kind = self.task.kind
         final, task_extra = self.uncertainty(final)
+        spec = self.recipe.get("asset_threshold")
+        if spec is not None:
+            from plantml.core.asset_threshold import check_spec
+
+            if kind != "anomaly":
+                raise ConfigError("export.asset_threshold is for anomaly bundles only")
+            try:
+                k, q, m = check_spec(dict(spec))
+            except ValueError as exc:
+                raise ConfigError(f"export.{exc}") from None
+            task_extra["asset_threshold"] = {"windows": k, "quantile": q, "margin": m}
         bundle = write_bundle(
             self.out_dir / "bundle",
             final["file"],

@@ -43,15 +43,9 @@ def cross_validate(subset: str, model: str, folds: int, out: Path, extra: list[s
 
 
 def export_fold0(run: Path, out: Path) -> dict:
-    from plantml.api import compose
-    from plantml.export.recipe import run_export
+    from plantml import api
 
-    cfg = compose(
-        [f"ckpt_path={run}", "export=int8", f"export_dir={out}", "measure.repeats=50"],
-        output_dir=out / "logs",
-        config_name="export",
-    )
-    report = run_export(cfg)
+    report = api.export(run, "int8", out, ["measure.repeats=50"])
     first, last = report["variants"][0], report["variants"][-1]
     return {
         "variant": last["name"],

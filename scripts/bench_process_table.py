@@ -51,15 +51,9 @@ def train(table: Path, model: str, seed: int, out: Path, bootstrap: int) -> dict
 
 def export(run: Path, out: Path) -> dict:
     """INT8 bundle of a run: size, parameters and val F1 of torch fp32 and the bundle."""
-    from plantml.api import compose
-    from plantml.export.recipe import run_export
+    from plantml import api
 
-    cfg = compose(
-        [f"ckpt_path={run}", "export=int8", f"export_dir={out}", "measure.repeats=50"],
-        output_dir=out / "logs",
-        config_name="export",
-    )
-    report = run_export(cfg)
+    report = api.export(run, "int8", out, ["measure.repeats=50"])
     first, last = report["variants"][0], report["variants"][-1]
     return {
         "bundle": report["bundle"],

@@ -45,15 +45,9 @@ def _train(overrides: list[str], out: Path) -> dict:
 
 
 def _export(run: Path, out: Path) -> str:
-    from plantml.api import compose
-    from plantml.export.recipe import run_export
+    from plantml import api
 
-    cfg = compose(
-        [f"ckpt_path={run}", "export=int8", f"export_dir={out}", "measure.repeats=20"],
-        output_dir=out / "logs",
-        config_name="export",
-    )
-    return run_export(cfg)["bundle"]
+    return api.export(run, "int8", out, ["measure.repeats=20"])["bundle"]
 
 
 def _codes(frame: pd.DataFrame, names: list[str]) -> np.ndarray:

@@ -30,6 +30,23 @@ def _fleet_csv(tmp_path, anomalies: bool = False):
     return path
 
 
+def _train_on_fleet(tmp_path, csv, run, *extra):
+    """plantml-train on the generated fleet CSV (unit, cycle, sensors) with ``extra``."""
+    run_cli(
+        "plantml-train",
+        "data=table",
+        f"data.path={csv}",
+        "data.asset_column=unit",
+        "data.time_column=cycle",
+        "data.window.length=5",
+        f"paths.output_dir={run}",
+        *extra,
+        *QUIET,
+        cwd=tmp_path,
+    )
+    return json.loads((run / "metrics.json").read_text())
+
+
 def _export_and_predict(tmp_path, run, name="bundle"):
     run_cli(
         "plantml-export",
@@ -114,25 +131,18 @@ def test_plantml_cv_two_folds(tmp_path):
 def test_gbm_rul_with_intervals_from_training_to_the_edge(tmp_path):
     csv = _fleet_csv(tmp_path)
     run = tmp_path / "run"
-    run_cli(
-        "plantml-train",
-        "data=table",
-        f"data.path={csv}",
-        "data.asset_column=unit",
-        "data.time_column=cycle",
+    metrics = _train_on_fleet(
+        tmp_path,
+        csv,
+        run,
         "task=rul",
         "model=gbm",
         "model.max_iter=80",
-        "data.window.length=5",
         "data.split_by.test_fraction=0.25",
         "conformal.level=0.8",
         "conformal.lead_time=10",
         "truncated.cuts=4",
-        f"paths.output_dir={run}",
-        *QUIET,
-        cwd=tmp_path,
     )
-    metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs"] == 1 and metrics["model/parameters"] > 80
     assert 0.5 < metrics["test/interval_coverage"] <= 1.0
     assert metrics["test_truncated/cuts"] == 4
@@ -182,24 +192,17 @@ def test_process_table_gbm_calibrated_in_the_bundle(tmp_path):
 def test_iforest_anomaly_from_training_to_the_edge(tmp_path):
     csv = _fleet_csv(tmp_path, anomalies=True)
     run = tmp_path / "run"
-    run_cli(
-        "plantml-train",
-        "data=table",
-        f"data.path={csv}",
-        "data.asset_column=unit",
-        "data.time_column=cycle",
+    metrics = _train_on_fleet(
+        tmp_path,
+        csv,
+        run,
         "data.label_column=anomaly",
         "data.label_kind=anomaly",
         "task=anomaly",
         "model=iforest",
         "model.n_estimators=50",
-        "data.window.length=5",
         "data.split_by.test_fraction=0.25",
-        f"paths.output_dir={run}",
-        *QUIET,
-        cwd=tmp_path,
     )
-    metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["test/auroc"] > 0.8
     bundle, manifest = _export_and_predict(tmp_path, run)
     assert manifest["task"]["threshold"] is not None
@@ -210,20 +213,7 @@ def test_iforest_anomaly_from_training_to_the_edge(tmp_path):
 def test_classical_models_refuse_gradient_recipes(tmp_path):
     csv = _fleet_csv(tmp_path)
     run = tmp_path / "run"
-    run_cli(
-        "plantml-train",
-        "data=table",
-        f"data.path={csv}",
-        "data.asset_column=unit",
-        "data.time_column=cycle",
-        "task=rul",
-        "model=gbm",
-        "model.max_iter=10",
-        "data.window.length=5",
-        f"paths.output_dir={run}",
-        *QUIET,
-        cwd=tmp_path,
-    )
+    _train_on_fleet(tmp_path, csv, run, "task=rul", "model=gbm", "model.max_iter=10")
     proc = run_cli(
         "plantml-export",
         f"ckpt_path={run}",

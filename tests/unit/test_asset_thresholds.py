@@ -63,3 +63,32 @@ def test_batch_and_stream_learn_the_same_thresholds(tmp_path):
 def test_bad_asset_threshold_specs_are_refused(tmp_path, spec, message):
     with pytest.raises(BundleError, match=message):
         load_bundle(make_bundle(tmp_path / "b", task_extra={"asset_threshold": spec}))
+
+
+def test_cli_stream_and_info_show_the_learned_thresholds(tmp_path):
+    import csv
+    import subprocess
+    import sys
+
+    d = make_bundle(tmp_path / "b", task_extra={"asset_threshold": SPEC}, threshold=0.0)
+    rows = fleet_rows(n_assets=2, n=10)
+    path = tmp_path / "rows.csv"
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    run = [sys.executable, "-m", "plantml.cli.edge"]
+    info = subprocess.run(
+        [*run, "info", "--bundle", str(d)], capture_output=True, text=True, check=True
+    ).stdout
+    assert "learns its threshold on its first 4 windows: 1.5 x their 0.5 quantile" in info
+    out = subprocess.run(
+        [*run, "stream", "--bundle", str(d), "--input", str(path)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert out[0].endswith("threshold,alarm")
+    first = [line.split(",") for line in out[1:] if line.startswith(rows[0]["unit"] + ",")]
+    assert all(cells[-2] == "" and cells[-1] == "0" for cells in first[:4])  # calibrating
+    assert all(cells[-2] != "" for cells in first[4:])

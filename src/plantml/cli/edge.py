@@ -65,7 +65,10 @@ def _stream(args: argparse.Namespace) -> int:
     has_alarm = bundle.threshold is not None or (
         interval and bundle.interval.get("alarm_lead_time") is not None
     )
-    if has_alarm:
+    learns = stream.asset_threshold is not None  # each asset's own threshold
+    if learns:
+        header.append("threshold")
+    if has_alarm or learns:
         header.append("alarm")
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(header)
@@ -84,6 +87,8 @@ def _stream(args: argparse.Namespace) -> int:
             values = [p.asset, p.time, p.condition, p.value]
             if interval:
                 values += [p.low, p.high]
+            if learns:
+                values.append("" if p.threshold is None else p.threshold)  # calibrating
             writer.writerow(format_row(values + ([] if p.alarm is None else [int(p.alarm)])))
             sys.stdout.flush()
     print(f"{n_rows} rows streamed, {len(errors)} rejected, {n_pred} predictions", file=sys.stderr)
@@ -170,6 +175,12 @@ def _info(args: argparse.Namespace) -> int:
         print(
             f"calibrated:  {cal['method']} scaling inside the graph (a={cal['a']:.4g}, "
             f"b={cal['b']:.4g})"
+        )
+    learn = task.get("asset_threshold")
+    if learn:
+        print(
+            f"per asset:   each asset learns its threshold on its first {learn['windows']} "
+            f"windows: {learn['margin']:g} x their {learn['quantile']:g} quantile (no alarms before)"
         )
     lead = (spec or {}).get("alarm_lead_time")
     if b.threshold is None and lead is not None:

@@ -4,7 +4,7 @@ Trains ``experiment=cwru_fault`` once per pair of the loads present under
 ``../shared/data/cwru`` (0, 1, 2 HP; 3 HP is held back) and prints a markdown
 table with the average. Every number comes from this command (CPU, ~15 epochs a pair)::
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_cwru.py --epochs 15
+    .venv/bin/python scripts/bench_cwru.py --epochs 15
 
 One pair, quickly: ``scripts/bench_cwru.py --pairs 01-2 --epochs 2``. Each run's
 folder (metrics.json, confusion matrices) is under ``$PLANTML_OUTPUTS`` (default
@@ -21,6 +21,8 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+
+from plantml.threads import limit_threads
 
 CROSS_LOAD = {"01-2": ([0, 1], [2]), "02-1": ([0, 2], [1]), "12-0": ([1, 2], [0])}
 
@@ -50,7 +52,14 @@ def main() -> None:
     parser.add_argument("--no-same-load", action="store_true", help="skip the 0 HP same-load run")
     parser.add_argument("--head-rows", type=int, default=40000, help="same-load: train+val samples")
     parser.add_argument("--outputs", type=Path, default=Path("/tmp/bench_cwru"))
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch/OpenMP threads, here and in every process it starts (default 1)",
+    )
     args = parser.parse_args()
+    limit_threads(args.threads)
 
     jobs = {}
     for pair in args.pairs:

@@ -13,9 +13,18 @@ a temporary folder):
 - single-window latency of ``EdgeModel.predict_windows`` and per-row latency
   of ``StreamingPredictor.feed`` when a window is due, p50 / p99.
 
+With ``--per-window`` it instead compares, side by side on the synthetic LSTM, the ways
+to score an INT8 (dynamically quantized) model so that a window's prediction does
+not depend on the other windows of its batch: batched calls (the old behaviour,
+batch-dependent), one ONNX call per window (what plantml's runtime does for such
+bundles) and the graph wrapped in a Loop over windows (the measured alternative),
+with the float model as the reference: batch throughput of ``predict_rows``, the
+largest difference from batch size 1, and single-window latency.
+
 Reproduce (the numbers in the edge README section, 2-core CPU):
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_edge.py --rows 100000 --assets 20 --threads 1
+    .venv/bin/python scripts/bench_edge.py --rows 100000 --assets 20 --threads 1
+    .venv/bin/python scripts/bench_edge.py --per-window --rows 40000 --assets 20 --repeats 5
 """
 
 from __future__ import annotations
@@ -34,6 +43,7 @@ import numpy as np
 from plantml.edge import EdgeModel, StreamingPredictor, load_bundle
 from plantml.edge.bundle import write_manifest
 from plantml.edge.io import write_csv
+from plantml.threads import limit_threads
 
 LENGTH, CHANNELS, HIDDEN = 30, 14, 32
 
@@ -186,15 +196,177 @@ def percentiles(seconds: list[float]) -> tuple[float, float]:
     return float(np.percentile(us, 50)), float(np.percentile(us, 99))
 
 
+def wrap_per_window(src: Path, dst: Path) -> None:
+    """The alternative measured by ``--per-window``: ``src`` as a Loop over windows at ``dst``.
+
+    The original graph runs once per window inside an ONNX ``Loop`` over the batch
+    dimension, so each window gets its own dynamic scales (one input (batch, ...),
+    one output whose first dimension is the batch).
+    """
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    model = onnx.load(str(src))
+    graph = model.graph
+    constant = {init.name for init in graph.initializer}
+    inputs = [i for i in graph.input if i.name not in constant]
+    if len(inputs) != 1 or len(graph.output) != 1:
+        raise ValueError(f"{src}: per-window wrapping needs one input and one output")
+    window, prediction = inputs[0].name, graph.output[0].name
+    rename = {window: "per_window_window_i", prediction: "per_window_prediction_i"}
+    body_nodes = []
+    for node in graph.node:
+        copy = onnx.NodeProto()
+        copy.CopyFrom(node)
+        copy.input[:] = [rename.get(name, name) for name in node.input]
+        copy.output[:] = [rename.get(name, name) for name in node.output]
+        body_nodes.append(copy)
+    p = "per_window_"
+    # body: slice window i (keeping the batch axis of 1), run the original graph on it
+    body = helper.make_graph(
+        [
+            helper.make_node("Unsqueeze", [p + "i", p + "axis0"], [p + "start"]),
+            helper.make_node("Add", [p + "start", p + "one"], [p + "end"]),
+            helper.make_node(
+                "Slice", [window, p + "start", p + "end", p + "axis0"], [rename[window]]
+            ),
+            helper.make_node("Identity", [p + "cond_in"], [p + "cond_out"]),
+            *body_nodes,
+        ],
+        "per_window_body",
+        [
+            helper.make_tensor_value_info(p + "i", TensorProto.INT64, []),
+            helper.make_tensor_value_info(p + "cond_in", TensorProto.BOOL, []),
+        ],
+        [
+            helper.make_tensor_value_info(p + "cond_out", TensorProto.BOOL, []),
+            helper.make_tensor_value_info(
+                rename[prediction], graph.output[0].type.tensor_type.elem_type, None
+            ),
+        ],
+    )
+    constants = [
+        numpy_helper.from_array(np.array([0], np.int64), p + "axis0"),
+        numpy_helper.from_array(np.array([1], np.int64), p + "axis1"),
+        numpy_helper.from_array(np.array([1], np.int64), p + "one"),
+        numpy_helper.from_array(np.array(0, np.int64), p + "zero"),
+        numpy_helper.from_array(np.array(True), p + "true"),
+    ]
+    outer = helper.make_graph(
+        [
+            helper.make_node("Shape", [window], [p + "shape"]),
+            helper.make_node("Gather", [p + "shape", p + "zero"], [p + "n"], axis=0),
+            helper.make_node("Loop", [p + "n", p + "true"], [p + "stacked"], body=body),
+            # stacked is (batch, 1, ...): each window's output kept its batch axis of 1
+            helper.make_node("Squeeze", [p + "stacked", p + "axis1"], [prediction]),
+        ],
+        graph.name,
+        list(graph.input),
+        list(graph.output),
+        initializer=[*graph.initializer, *constants],
+    )
+    wrapped = helper.make_model(outer, opset_imports=list(model.opset_import))
+    wrapped.ir_version = model.ir_version
+    onnx.checker.check_model(wrapped)
+    onnx.save(wrapped, str(dst))
+
+
+def per_window_bundles(root: Path) -> dict[str, Path]:
+    """The synthetic float LSTM and three INT8 variants of it (see the module doc)."""
+    import shutil
+
+    from plantml.export.quantize import quantize
+
+    fp32 = synthetic_bundle(root / "fp32")
+    variants = {"float32, batched": (fp32, None)}
+    for name, mode in (
+        ("INT8, batched (batch-dependent)", None),
+        ("INT8, one call per window", "call"),
+        ("INT8, Loop over windows in the graph", "loop"),
+    ):
+        folder = root / mode if mode else root / "int8_batched"
+        shutil.copytree(fp32, folder)
+        quantize(fp32 / "model.onnx", folder / "model.onnx", "dynamic")  # what plantml-export does
+        if mode == "loop":
+            wrap_per_window(folder / "model.onnx", folder / "model.onnx")
+        variants[name] = (folder, mode)
+    out = {}
+    for name, (folder, mode) in variants.items():
+        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest["model"]["per_window"] = mode == "call"  # the runtime's one-call-per-window
+        for key in ("files", "manifest_sha256"):
+            manifest.pop(key, None)
+        write_manifest(folder, manifest)
+        out[name] = folder
+    return out
+
+
+def per_window(args: argparse.Namespace) -> None:
+    """Side-by-side throughput, batch dependence and latency of the INT8 scoring options.
+
+    The variants take turns in each repeat (round robin), so a busy machine slows all alike.
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        bundles = per_window_bundles(Path(tmp))
+        cols = synthetic_rows(next(iter(bundles.values())), args.rows, args.assets)
+        models = {name: EdgeModel(folder, threads=args.threads) for name, folder in bundles.items()}
+        key = next(iter(models.values())).bundle.output_name
+        times: dict[str, list[float]] = {name: [] for name in models}
+        lat: dict[str, list[float]] = {name: [] for name in models}
+        first = next(iter(models.values()))
+        window = first.windows_for_rows({k: v[:2000] for k, v in cols.items()}).gather([0])
+        for model in models.values():
+            model.predict_rows({k: v[:2000] for k, v in cols.items()})  # warm-up
+        for _ in range(args.repeats):
+            for name, model in models.items():
+                t = time.perf_counter()
+                model.predict_rows(cols, batch_size=args.batch_size)
+                times[name].append(time.perf_counter() - t)
+                for _ in range(args.latency_iters // args.repeats):
+                    t = time.perf_counter()
+                    model.predict_windows(window)
+                    lat[name].append(time.perf_counter() - t)
+        rows = []
+        for name, model in models.items():
+            out = model.predict_rows(cols, batch_size=args.batch_size)[0][key]
+            one = model.predict_rows(cols, batch_size=1)[0][key]
+            rate = len(out) / statistics.median(times[name])
+            rows.append((name, rate, float(np.abs(out - one).max()), percentiles(lat[name])[0]))
+    base = rows[0][1]
+    print(
+        "| scoring | windows/s (predict_rows, median) | vs float batched "
+        "| max diff from batch size 1 | one window p50 |"
+    )
+    print("|---|---:|---:|---:|---:|")
+    for name, rate, diff, p50 in rows:
+        print(f"| {name} | {rate:,.0f} | {rate / base:.2f} | {diff:.1e} | {p50:.0f} µs |")
+    print(
+        f"\n{args.rows} rows, {args.assets} assets, batch {args.batch_size}, "
+        f"{args.threads} thread(s), median of {args.repeats} round-robin repeats"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", type=Path, help="bundle folder (default: a synthetic LSTM)")
     parser.add_argument("--rows", type=int, default=100_000, help="rows in the batch table")
     parser.add_argument("--assets", type=int, default=20, help="assets in the batch table")
-    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="onnxruntime intra-op threads, and the OpenMP limit"
+    )
     parser.add_argument("--batch-size", type=int, default=1024, help="windows per ONNX call")
     parser.add_argument("--latency-iters", type=int, default=2000, help="single-window calls")
+    parser.add_argument(
+        "--per-window",
+        action="store_true",
+        help="compare the INT8 scoring options (batched, per call, Loop) instead",
+    )
+    parser.add_argument("--repeats", type=int, default=3, help="--per-window: timed runs each")
     args = parser.parse_args(argv)
+    limit_threads(args.threads)
+    if args.per_window:
+        per_window(args)
+        return
 
     with tempfile.TemporaryDirectory() as tmp:
         bundle_dir = args.bundle or synthetic_bundle(Path(tmp) / "bundle")

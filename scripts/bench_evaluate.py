@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from plantml.evaluation.metrics import evaluate
+from plantml.threads import limit_threads
 
 
 def main() -> None:
@@ -31,7 +32,14 @@ def main() -> None:
     parser.add_argument("--conditions", type=int, default=6)
     parser.add_argument("--n-boot", type=int, default=1000)
     parser.add_argument("--inference", action="store_true")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="torch/OpenMP threads, here and in every process it starts (default 2)",
+    )
     args = parser.parse_args()
+    limit_threads(args.threads)
     rng = np.random.default_rng(0)
     n = args.windows
     assets = torch.from_numpy(np.sort(rng.integers(0, args.assets, n)))

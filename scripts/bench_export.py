@@ -10,7 +10,7 @@ export recipes side by side in one process and checks the targets:
 
 Reproduce (about 4 minutes on 2 CPU cores; run nothing else meanwhile)::
 
-    OMP_WAIT_POLICY=PASSIVE .venv/bin/python scripts/bench_export.py \\
+    .venv/bin/python scripts/bench_export.py \\
         --data ../shared/data --recipes int8 pruned_int8 distilled_int8
 """
 
@@ -21,6 +21,8 @@ import json
 import os
 import sys
 from pathlib import Path
+
+from plantml.threads import limit_threads
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -33,7 +35,14 @@ def main() -> int:
     parser.add_argument("--recipes", nargs="+", default=["int8", "pruned_int8", "distilled_int8"])
     parser.add_argument("--out", default=str(REPO / "outputs" / "bench_export"))
     parser.add_argument("--repeats", type=int, default=500, help="latency samples per variant")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="torch/OpenMP threads, here and in every process it starts (default 2)",
+    )
     args = parser.parse_args()
+    limit_threads(args.threads)
     if not (Path(args.data) / "cmapss").is_dir():
         print(f"C-MAPSS not found under {args.data}; pass --data", file=sys.stderr)
         return 2

@@ -4,7 +4,7 @@ Trains ``cmapss_rul`` and ``cmapss_rul_physics`` on a fraction of the training
 units, several seeds each, and prints val RMSE (mean ± std over seeds) as a
 markdown table. The full measurement (what the README reports):
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_physics.py \
+    .venv/bin/python scripts/bench_physics.py \
         --fractions 0.1 1.0 --seeds 0 1 2 --max-epochs 15
 
 How a fraction of units is kept (no pipeline change): the asset split is
@@ -27,6 +27,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from plantml.threads import limit_threads
 
 EXPERIMENTS = ("cmapss_rul", "cmapss_rul_physics")
 VAL_FRACTION = 0.2
@@ -86,7 +88,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-logger", action="store_true", help="logger=none")
     parser.add_argument("--json", default=None, help="also write every run's metrics here")
     parser.add_argument("override", nargs="*", help="extra Hydra overrides for every run")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch/OpenMP threads, here and in every process it starts (default 1)",
+    )
     args = parser.parse_args(argv)
+    limit_threads(args.threads)
     for f in args.fractions:
         if not 0 < f <= 1:
             parser.error(f"--fractions must be in (0, 1], got {f}")

@@ -39,6 +39,7 @@ from plantml.data.sampling import WindowBatchSampler
 from plantml.data.windows import WindowDataset, WindowIndex, run_starts, window_ends
 from plantml.models import LSTMModel
 from plantml.tasks import RULTask
+from plantml.threads import limit_threads
 
 
 def make_data(rows: int, channels: int, length: int, assets: int = 100):
@@ -167,7 +168,14 @@ def main() -> None:
         "--methods", nargs="+", default=["hand", "plantml", "lightning-tensordataset"]
     )
     parser.add_argument("--out", default=None)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="torch/OpenMP threads, here and in every process it starts (default 2)",
+    )
     args = parser.parse_args()
+    limit_threads(args.threads)
     warnings.filterwarnings("ignore")
     import logging
 

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from plantml.threads import limit_threads
+
 BIN = Path(sys.executable).parent
 REPO = Path(__file__).resolve().parents[1]
 
@@ -64,7 +66,7 @@ def run_study(name: str, args: argparse.Namespace, pruner: str, workers: int) ->
         f"tune.sampler.seed={args.seed}",
         *pruners[pruner],
     ]
-    env = {**os.environ, "PLANTML_OUTPUTS": str(args.out), "OMP_WAIT_POLICY": "PASSIVE"}
+    env = {**os.environ, "PLANTML_OUTPUTS": str(args.out)}  # thread limits: --threads
     folder = args.out / "tune" / name
     if (folder / "study.db").exists():
         sys.exit(f"{folder} holds a study already; remove it or choose another --out")
@@ -114,7 +116,14 @@ def main() -> None:
         "--data", type=Path, default=REPO.parent / "shared" / "data" / "cmapss", help="C-MAPSS"
     )
     parser.add_argument("--out", type=Path, default=REPO / "outputs" / "bench_tune")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="torch/OpenMP threads, here and in every process it starts (default 2)",
+    )
     args = parser.parse_args()
+    limit_threads(args.threads)
     args.data, args.out = args.data.resolve(), args.out.resolve()
     if not any(args.data.glob("train_FD001.txt*")):
         print(f"C-MAPSS FD001 not found in {args.data} (train_FD001.txt): benchmark skipped")

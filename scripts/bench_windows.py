@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from plantml.threads import limit_threads
+
 BATCH = 256
 
 
@@ -146,7 +148,14 @@ def main() -> None:
     )
     parser.add_argument("--out", default=None, help="write the results as JSON here")
     parser.add_argument("--_one", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="torch/OpenMP threads, here and in every process it starts (default 2)",
+    )
     args = parser.parse_args()
+    limit_threads(args.threads)
     if args._one:
         method, length, data = args._one
         print(json.dumps(run_one(method, int(length), data, args.batches)))

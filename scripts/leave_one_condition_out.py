@@ -25,6 +25,7 @@ import pandas as pd
 from plantml import api
 from plantml.evaluation.metrics import HEADLINE, HIGHER_IS_WORSE
 from plantml.evaluation.report import markdown_table
+from plantml.threads import limit_threads
 
 
 def run(overrides: list[str], out: Path, name: str) -> dict:
@@ -39,7 +40,14 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("outputs/loco"))
     parser.add_argument("--conditions", nargs="*", default=None, help="default: every condition")
     parser.add_argument("overrides", nargs="*", help="plantml-train overrides")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=2,
+        help="torch/OpenMP threads, here and in every process it starts (default 2)",
+    )
     args = parser.parse_args()
+    limit_threads(args.threads)
     overrides = list(args.overrides)
     cfg = api.compose(overrides, output_dir=args.out / "probe")
     if not cfg.data.split_by.test_fraction:

@@ -1,9 +1,10 @@
 """Edge bundles built by hand for tests: a MatMul ONNX graph with known weights over the
 flattened window, so every expected prediction is a numpy one-liner (``weights.npy`` keeps
-the weights beside the model)."""
+the weights beside the model, :func:`reference` computes them loop by loop)."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -113,3 +114,47 @@ def make_bundle(
     }
     write_manifest(folder, manifest)
     return folder
+
+
+def reference(bundle_dir: Path, rows: list[dict], codes: list[int] | None = None):
+    """Loop-by-loop reference: {(asset, time): (window (T, C), value)} for well-formed rows."""
+    m = json.loads((bundle_dir / "manifest.json").read_text())
+    inp, norm = m["input"], m["normalization"]
+    offset, scale = np.array(norm["offset"]), np.array(norm["scale"])
+    weights = np.load(bundle_dir / "weights.npy")
+    length, stride, gap = inp["window_length"], inp["stride"], inp["max_gap"]
+    n_cond = len(offset) - 1
+    buffers, out = {}, {}
+    for i, row in enumerate(rows):
+        a, t = row["unit"], float(row["t"])
+        x = np.array([float(row[c]) for c in inp["feature_columns"]])
+        c = codes[i] if codes is not None else 0
+        idx = c if norm["per_condition"] and 0 <= c < n_cond else n_cond
+        z = ((x - offset[idx]) / scale[idx]).astype(np.float32)
+        buf = buffers.setdefault(a, {"rows": [], "last": None, "n": 0})
+        if buf["last"] is not None and gap is not None and t - buf["last"] > gap:
+            buf["rows"], buf["n"] = [], 0
+        buf["last"] = t
+        buf["rows"].append(z)
+        if len(buf["rows"]) >= length:
+            buf["n"] += 1
+            if (buf["n"] - 1) % stride == 0:
+                win = np.stack(buf["rows"][-length:])
+                out[(a, row["t"])] = (win, float(win.reshape(-1).astype(np.float64) @ weights))
+    return out
+
+
+def columns(rows: list[dict]) -> dict[str, list]:
+    return {k: [r.get(k, "") for r in rows] for k in rows[0]}
+
+
+def fleet_rows(n_assets=3, n=12, seed=1, features=("a", "b")) -> list[dict]:
+    """Interleaved string rows of several assets (as a CSV gives them)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for t in range(1, n + 1):
+        for a in range(n_assets):
+            row = {"unit": f"u{a}", "t": str(t)}
+            row.update({f: repr(float(rng.normal(5, 2))) for f in features})
+            rows.append(row)
+    return rows

@@ -1,8 +1,22 @@
-"""Shared fixtures: tiny fleets built in the tests, and the real data folder when present."""
+"""Thread limits for every test, tiny fleets built in the tests, the real data folder.
+
+The limits are set here, at the top, before numpy or torch is imported (pytest
+imports this file before any test module) and so reach every library and every
+process a test starts: a busy machine slows the suite down in proportion instead
+of tenfold. ``PLANTML_TEST_THREADS`` changes the count (default 1).
+"""
 
 from __future__ import annotations
 
 import os
+
+from plantml.threads import limit_threads
+
+TEST_THREADS = int(os.environ.get("PLANTML_TEST_THREADS", "1"))
+limit_threads(TEST_THREADS)
+
+import importlib.util
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -58,3 +72,12 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"real datasets not found at {SHARED_DATA} (set PLANTML_DATA)")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads():
+    """Every test starts with torch at the test thread count (a test may have changed it)."""
+    if "torch" in sys.modules or importlib.util.find_spec("torch") is not None:
+        import torch
+
+        torch.set_num_threads(TEST_THREADS)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from plantml.builders import (
     build_trainer,
     check_trainer,
 )
+from plantml.checkpointing import check_same_run, load_weights, read_checkpoint, resume_path
 from plantml.evaluation.results import finish_evaluation, write_json
 from plantml.lineage import lineage
 
@@ -67,6 +69,21 @@ class RunInfo(Callback):
         }
 
 
+def link_latest(output_dir: Path) -> None:
+    """Point ``<run_name>/latest`` at this run folder (``outputs/<run_name>/runs/<time>``), so
+    that the next command can name the newest run without its time stamp."""
+    if output_dir.parent.name != "runs":
+        return  # a folder of the user's choosing: nothing to keep track of
+    link = output_dir.parent.parent / "latest"
+    tmp = link.with_name(f".latest-{os.getpid()}")
+    try:
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(output_dir.resolve(), target_is_directory=True)
+        os.replace(tmp, link)  # atomic: a reader sees the old run or the new one
+    except OSError as exc:  # a file system without symlinks: the run itself is fine
+        log.debug("no %s link: %s", link, exc)
+
+
 def settings_line(cfg: DictConfig) -> str:
     """The settings a reader checks first, in one line (the full config is config.yaml)."""
     data, window = cfg.data, cfg.data.get("window", {})
@@ -94,17 +111,28 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
     """
     output_dir = Path(cfg.paths.output_dir)
     check_trainer(cfg)
+    resume = resume_path(cfg.ckpt_path) if cfg.get("ckpt_path") else None
+    resumed = read_checkpoint(resume, "resume") if resume else None  # before data preparation
     log.info("run %s: %s", cfg.get("run_name"), settings_line(cfg))
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = build_datamodule(cfg)
     datamodule.setup("fit")
     task = build_task(cfg, datamodule)
+    data_state = {**datamodule.state(), "fingerprint": datamodule.data.fingerprint}
+    if resumed is not None:
+        check_same_run(resumed, resume, cfg.seed, data_state)
+        fix = "resume with the config of the run that wrote it (same model.*, data.*)"
+        load_weights(task, resumed, resume, fix)
+        log.info(
+            "resuming from %s (epoch %s, step %s)", resume, resumed["epoch"], resumed["global_step"]
+        )
+        del resumed
     resolved = OmegaConf.to_container(cfg, resolve=True)
     info = lineage(cfg.seed, datamodule.data.fingerprint, datamodule.data.summary())
     info["cleaning"] = datamodule.data.cleaning
     callbacks = build_list(cfg.get("callbacks"), "callback")
     raw = OmegaConf.to_container(cfg, resolve=False)
-    callbacks.append(RunInfo(resolved, raw, datamodule.state()))
+    callbacks.append(RunInfo(resolved, raw, data_state))
     callbacks.extend(extra_callbacks or [])
     loggers = build_list(cfg.get("logger"), "logger")
     trainer = build_trainer(cfg, callbacks, loggers)
@@ -112,9 +140,10 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
         output_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)
         write_json(output_dir / "lineage.json", info)
+        link_latest(output_dir)
     for logger in loggers:
         logger.log_hyperparams({**resolved, "lineage": info})
-    trainer.fit(task, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    trainer.fit(task, datamodule=datamodule, ckpt_path=resume)
     if trainer.interrupted:
         log.warning(
             "training interrupted; resume with ckpt_path=%s", output_dir / "checkpoints/last.ckpt"

@@ -17,6 +17,13 @@ TINY = [
     "trainer.limit_train_batches=4",
     "callbacks.progress_bar.refresh_rate=0",
 ]
+# the shared run of the slow tests (tests/integration/conftest.py: tiny_run); resuming it
+# needs the same overrides
+TINY_RUN = [*TINY, "seed=3", "model.hidden_size=32"]
+# export measurements cut short
+# a 2-epoch model on 400 windows with a handful of positives: one flipped window moves F1
+# by 0.1, so the INT8 recipe's default limit is tested on its own (test_export_steps.py)
+QUICK = ["measure.repeats=20", "measure.windows=400", "export.max_metric_change=null"]
 
 
 def run_cli(

@@ -90,6 +90,7 @@ def test_test_rul_counts_back_from_the_truth(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_cmapss_rul_train_then_eval_on_official_test(tmp_path):
     root = tmp_path / "cmapss"
     test, truth = write_cmapss(root)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tests.integration.helpers import run_cli
 
 
@@ -17,6 +19,7 @@ def test_unknown_key_override(tmp_path):
     assert "Could not override 'data.windw.length'" in proc.stderr
 
 
+@pytest.mark.slow
 def test_bad_value_is_a_plantml_error(tmp_path):
     proc = run_cli(
         "plantml-train", "logger=csv", "data.split_by.method=random", cwd=tmp_path, expect_ok=False
@@ -26,6 +29,7 @@ def test_bad_value_is_a_plantml_error(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
+@pytest.mark.slow
 def test_table_source_from_config_alone(tmp_path):
     from tests.conftest import make_fleet
 
@@ -55,12 +59,11 @@ def test_table_source_from_config_alone(tmp_path):
     assert proc.returncode == 2 and "column 'pump' (data.asset_column) not found" in proc.stderr
 
 
+@pytest.mark.slow
 def test_gpu_trainer_without_a_gpu(tmp_path):
     import torch
 
     if torch.cuda.is_available():
-        import pytest
-
         pytest.skip("a GPU is present")
     proc = run_cli("plantml-train", "trainer=gpu", "logger=csv", cwd=tmp_path, expect_ok=False)
     assert proc.returncode == 2

@@ -242,3 +242,14 @@ def test_stride_and_cleaning_config_reach_the_manifest():
     assert (blocks["input"]["sampling_period"], blocks["input"]["max_gap"]) == (2.0, 3.0)
     assert blocks["normalization"]["offset"] == data.scaler.state()["offset"]
     assert blocks["input"]["dtypes"] == dict.fromkeys(data.feature_names, "float32")
+
+
+def test_made_up_asset_ids_are_not_required_on_the_device():
+    table, _, conditions = column_case()
+    data = DataPipeline(
+        Fixed(table.replace(asset_ids_given=False)),
+        conditions=conditions,
+        window={"length": LENGTH},
+        target={"kind": "rul"},
+    ).prepare()
+    assert input_manifest(data, None)["input"]["asset_column"] is None

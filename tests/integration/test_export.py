@@ -9,19 +9,15 @@ import onnx
 import pandas as pd
 import pytest
 
-from tests.integration.helpers import TINY, run_cli, run_dirs
+from tests.integration.helpers import QUICK, run_cli
 
-pytestmark = pytest.mark.filterwarnings("ignore")
-# a 2-epoch model on 400 windows with a handful of positives: one flipped window moves F1
-# by 0.1, so the INT8 recipe's default limit is tested on its own (test_export_steps.py)
-QUICK = ["measure.repeats=20", "measure.windows=400", "export.max_metric_change=null"]
+pytestmark = [pytest.mark.slow, pytest.mark.filterwarnings("ignore")]
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("export")
-    run_cli("plantml-train", *TINY, "bootstrap=0", "model.hidden_size=32", cwd=cwd)
-    return cwd, run_dirs(cwd, "synthetic_failure")[-1] / "checkpoints" / "best.ckpt"
+def run(tiny_run, tmp_path_factory):
+    """A folder of this module's own and the shared tiny run's checkpoint (LSTM 32 x 2)."""
+    return tmp_path_factory.mktemp("export"), tiny_run.ckpt
 
 
 def _export(cwd, ckpt, recipe, *extra):
@@ -58,6 +54,12 @@ def test_int8_recipe_writes_a_verified_bundle_and_report(run):
     assert manifest["input"]["feature_columns"] and manifest["input"]["window_length"] == 48
     assert manifest["conditions"]["mode"] == "column"
     assert manifest["model"]["exporter"] == "torchscript"
+    assert manifest["model"]["per_window"] is True  # dynamic INT8: one window per ONNX call
+    accepted = manifest["input"]["valid_range"]  # training's sanity bounds (and clip bounds)
+    assert accepted["action"] == "nan"
+    assert set(accepted["bounds"]) == set(manifest["input"]["feature_columns"])
+    low, high = accepted["bounds"]["vibration_rms"]
+    assert 0 <= low < high <= 100  # narrowed by the physical clip bounds [0, 100]
     assert manifest["lineage"]["checkpoint_sha256"]
     assert set(manifest["metrics"]["by_condition"]) == set(fp32["metrics"]["by_condition"])
     assert (out / "export_report.md").read_text().count("| onnx_int8 |") == 2
@@ -66,13 +68,13 @@ def test_int8_recipe_writes_a_verified_bundle_and_report(run):
     assert proc.returncode == 0
 
 
-def test_bundle_predicts_on_raw_rows_like_torch(run):
+def test_bundle_predicts_on_raw_rows_like_torch(run, fp32_export):
     """The edge runtime on the cleaned rows of one asset gives the checkpoint's predictions."""
     from plantml.evaluation.checkpoint import load_run
     from plantml.export.onnx import predictor, run_torch
 
     cwd, ckpt = run
-    out, _ = _export(cwd, ckpt, "fp32")
+    out = fp32_export
     _, _, datamodule, task, _ = load_run(ckpt, [])
     data = datamodule.data
     index = data.windows["val"]

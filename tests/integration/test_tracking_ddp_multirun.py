@@ -7,6 +7,8 @@ import pytest
 from plantml import api
 from tests.integration.helpers import TINY, metrics, run_cli, run_dirs
 
+pytestmark = pytest.mark.slow
+
 
 def test_wandb_runs_offline_without_api_key(tmp_path):
     tiny = [a for a in TINY if not a.startswith("logger=")] + ["trainer.max_epochs=1"]

@@ -9,15 +9,15 @@ import pytest
 import torch
 import yaml
 
-from tests.integration.helpers import TINY, metrics, run_cli, run_dirs
+from tests.integration.helpers import TINY, TINY_RUN, metrics, run_cli, run_dirs
+
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    cwd = tmp_path_factory.mktemp("train")
-    proc = run_cli("plantml-train", *TINY, "seed=3", cwd=cwd)
-    (run,) = run_dirs(cwd, "synthetic_failure")
-    return cwd, run, proc
+def trained(tiny_run, tmp_path_factory):
+    """The shared tiny run, and a folder of this module's own for what the tests write."""
+    return tmp_path_factory.mktemp("train"), tiny_run.run, tiny_run.proc
 
 
 def test_train_writes_the_run_folder(trained):
@@ -102,8 +102,8 @@ def test_resume_from_last_checkpoint(trained):
     cwd, run, _ = trained
     last = run / "checkpoints/last.ckpt"
     assert torch.load(last, weights_only=False)["epoch"] == 1
-    run_cli("plantml-train", *TINY, "seed=3", "trainer.max_epochs=3", f"ckpt_path={last}", cwd=cwd)
-    resumed = [r for r in run_dirs(cwd, "synthetic_failure") if r != run][-1]
+    run_cli("plantml-train", *TINY_RUN, "trainer.max_epochs=3", f"ckpt_path={last}", cwd=cwd)
+    (resumed,) = run_dirs(cwd, "synthetic_failure")
     ckpt = torch.load(resumed / "checkpoints/last.ckpt", weights_only=False)
     assert ckpt["epoch"] == 2  # one more epoch, not three
     assert metrics(resumed)["epochs"] == 3

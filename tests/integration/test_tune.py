@@ -69,6 +69,7 @@ def tuned(tmp_path_factory):
     return cwd, args, proc, cwd / "outputs" / "tune" / "synthetic_failure"
 
 
+@pytest.mark.slow
 def test_study_completes_and_writes_its_outputs(tuned):
     _, _, proc, folder = tuned
     trials = pd.read_csv(folder / "trials.csv")
@@ -102,6 +103,7 @@ def test_study_completes_and_writes_its_outputs(tuned):
     assert "by operating condition" in (folder / "trials" / "1" / "train.log").read_text()
 
 
+@pytest.mark.slow
 def test_best_parameters_train_with_plantml_train(tuned):
     cwd, _, proc, folder = tuned
     best = json.loads((folder / "best.json").read_text())["best"]
@@ -123,6 +125,7 @@ def test_best_parameters_train_with_plantml_train(tuned):
     assert "val/auprc" in metrics(run)
 
 
+@pytest.mark.slow
 def test_resume_continues_the_same_study(tuned):
     cwd, args, _, folder = tuned
     before = {t.number: (t.state, t.values) for t in _study(folder / "study.db").trials}
@@ -138,6 +141,7 @@ def test_resume_continues_the_same_study(tuned):
     assert "already holds 4 trials" in proc.stdout + proc.stderr
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_study(tuned):
     cwd, _, _, _ = tuned
     configs = cwd / "my_configs"
@@ -160,10 +164,8 @@ def test_two_workers_share_one_study(tuned):
     assert len({t.user_attrs["pid"] for t in trials}) == 2
 
 
+@pytest.mark.slow
 def test_onnx_latency_objective(tuned):
-    onnx = pytest.importorskip("plantml.export.onnx")
-    if not hasattr(onnx, "checkpoint_latency_ms"):
-        pytest.skip("plantml.export.onnx.checkpoint_latency_ms is not there yet")
     _, _, _, folder = tuned
     ckpt = next(folder.glob("trials/*/checkpoints/best.ckpt"))
     (latency,) = objective_values({"best_checkpoint": str(ckpt)}, [("onnx_latency_ms", "minimize")])

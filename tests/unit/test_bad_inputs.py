@@ -106,9 +106,10 @@ def test_non_monotonic_time(tmp_path):
         match=r"time is not increasing within asset 1 \('unit'\): row 4 .*data.cleaning.sort",
     ):
         pipeline(write_csv(tmp_path, frame), cleaning={"sort": {"enabled": False}}).prepare()
-    assert (
-        pipeline(write_csv(tmp_path, frame)).prepare() is not None
-    )  # sorting on: fixed and reported
+    data = pipeline(write_csv(tmp_path, frame)).prepare()  # sorting on: fixed and reported
+    assert data.cleaning["sort"] == {"out_of_order": 2}
+    for _, cycles in data.frame.groupby("unit")["cycle"]:
+        assert cycles.is_monotonic_increasing
 
 
 def test_window_longer_than_any_history(fleet_csv):

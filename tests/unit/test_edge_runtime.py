@@ -24,54 +24,11 @@ from plantml.edge import (
     StreamingPredictor,
     load_bundle,
 )
+from plantml.edge.bundle import write_manifest
 from plantml.edge.io import iter_rows, read_csv, read_table, write_csv
-from tests.bundles import make_bundle
+from tests.bundles import columns, fleet_rows, make_bundle, reference
 
 EDGE = Path(sys.executable).parent / "plantml-edge"
-
-
-def reference(bundle_dir: Path, rows: list[dict], codes: list[int] | None = None):
-    """Loop-by-loop reference: {(asset, time): (window (T, C), value)} for well-formed rows."""
-    m = json.loads((bundle_dir / "manifest.json").read_text())
-    inp, norm = m["input"], m["normalization"]
-    offset, scale = np.array(norm["offset"]), np.array(norm["scale"])
-    weights = np.load(bundle_dir / "weights.npy")
-    length, stride, gap = inp["window_length"], inp["stride"], inp["max_gap"]
-    n_cond = len(offset) - 1
-    buffers, out = {}, {}
-    for i, row in enumerate(rows):
-        a, t = row["unit"], float(row["t"])
-        x = np.array([float(row[c]) for c in inp["feature_columns"]])
-        c = codes[i] if codes is not None else 0
-        idx = c if norm["per_condition"] and 0 <= c < n_cond else n_cond
-        z = ((x - offset[idx]) / scale[idx]).astype(np.float32)
-        buf = buffers.setdefault(a, {"rows": [], "last": None, "n": 0})
-        if buf["last"] is not None and gap is not None and t - buf["last"] > gap:
-            buf["rows"], buf["n"] = [], 0
-        buf["last"] = t
-        buf["rows"].append(z)
-        if len(buf["rows"]) >= length:
-            buf["n"] += 1
-            if (buf["n"] - 1) % stride == 0:
-                win = np.stack(buf["rows"][-length:])
-                out[(a, row["t"])] = (win, float(win.reshape(-1).astype(np.float64) @ weights))
-    return out
-
-
-def columns(rows: list[dict]) -> dict[str, list]:
-    return {k: [r.get(k, "") for r in rows] for k in rows[0]}
-
-
-def fleet_rows(n_assets=3, n=12, seed=1, features=("a", "b")) -> list[dict]:
-    """Interleaved string rows of several assets (as a CSV gives them)."""
-    rng = np.random.default_rng(seed)
-    rows = []
-    for t in range(1, n + 1):
-        for a in range(n_assets):
-            row = {"unit": f"u{a}", "t": str(t)}
-            row.update({f: repr(float(rng.normal(5, 2))) for f in features})
-            rows.append(row)
-    return rows
 
 
 @pytest.fixture
@@ -485,3 +442,27 @@ assert not heavy and not others
 """
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_a_bundle_trained_without_asset_ids_needs_no_asset_column(tmp_path):
+    """Assets made up from file names in training: on the device each input is one asset."""
+    folder = make_bundle(tmp_path / "b", features=("a", "b"), length=3)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["input"]["asset_column"] = None
+    write_manifest(folder, manifest)
+    model = EdgeModel(folder)
+    assert model.bundle.required_columns[0] == model.bundle.time_column
+    rows = {"t": [1, 2, 3, 4], "a": [1.0, 2.0, 3.0, 4.0], "b": [0.0, 1.0, 0.0, 1.0]}
+    out, errors = model.predict_rows(rows, asset="pump_7")
+    assert not errors and out["asset"] == ["pump_7", "pump_7"] and out["time"] == [3, 4]
+    stream = StreamingPredictor(model, asset="pump_7")
+    preds, errors = stream.feed_many({k: v[i] for k, v in rows.items()} for i in range(4))
+    assert [p.value for p in preds] == pytest.approx(out[model.bundle.output_name].tolist())
+    path = tmp_path / "pump_7.csv"
+    write_csv(path, rows)
+    proc = subprocess.run(
+        [str(EDGE), "predict", "--bundle", str(folder), "--input", str(path), "--output", "-"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0 and proc.stdout.splitlines()[1].startswith("pump_7,3,")

@@ -108,7 +108,7 @@ def _rul_task(weight: float = 1.0) -> PhysicsRULTask:
     )
 
 
-def test_physics_rul_task_trains_one_step_and_exports():
+def test_physics_rul_task_trains_one_step_and_exports(tmp_path):
     dm = _rul_datamodule()
     task = _rul_task()
     trainer = _trainer()
@@ -125,8 +125,14 @@ def test_physics_rul_task_trains_one_step_and_exports():
     predictor = ox.predictor(task)
     x = torch.randn(4, 10, 3)
     assert torch.allclose(predictor(x), task.postprocess(task(x)), atol=1e-6)
-    data = ox.export_onnx(predictor, 10, 3, "/tmp/plantml_test_physics/model.onnx")
-    assert data
+    ox.export_onnx(predictor, 10, 3, tmp_path / "model.onnx")
+    windows = np.random.default_rng(0).normal(size=(5, 10, 3)).astype(np.float32)
+    np.testing.assert_allclose(
+        ox.run_onnx(ox.session(tmp_path / "model.onnx"), windows),
+        ox.run_torch(predictor, windows),
+        rtol=1e-4,
+        atol=1e-5,
+    )
 
 
 def test_physics_task_without_datamodule_names_the_fix():

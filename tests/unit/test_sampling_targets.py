@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import torch
 
-from plantml.data.sampling import WindowBatchSampler, positive_weight
+from plantml.data.sampling import ResumableLoader, WindowBatchSampler, positive_weight
 from plantml.data.table import SensorTable
 from plantml.data.targets import life_ids, row_targets
 from plantml.errors import ConfigError, DataError
@@ -21,6 +21,38 @@ def test_balanced_sampler_hits_target_fraction():
     assert 0.27 < frac < 0.33
     sampler.set_epoch(1)
     assert not np.array_equal(next(iter(sampler)), batches[0])
+
+
+@pytest.mark.parametrize("kind", ["shuffle", "balanced"])
+def test_sampler_resumes_the_rest_of_its_epoch(kind):
+    labels = (np.arange(500) % 10 == 0).astype(float)
+
+    def sampler():
+        return WindowBatchSampler(500, 32, kind, labels=labels, seed=4, drop_last=True)
+
+    whole = sampler()
+    whole.set_epoch(3)
+    batches = list(whole)
+    loader = ResumableLoader(np.arange(500), batch_size=None, sampler=sampler())
+    loader.sampler.set_epoch(3)
+    it = iter(loader)
+    for _ in range(5):
+        next(it)
+    state = loader.state_dict()
+    assert (state["epoch"], state["batches_done"]) == (3, 5)
+    fresh = ResumableLoader(np.arange(500), batch_size=None, sampler=sampler())
+    fresh.load_state_dict(state)
+    fresh.sampler.set_epoch(3)  # what Lightning does after loading
+    rest = [np.asarray(b) for b in fresh]
+    assert len(rest) == len(batches) - 5
+    assert all(np.array_equal(a, b) for a, b in zip(rest, batches[5:], strict=True))
+    assert fresh.state_dict()["batches_done"] == len(batches)
+    # a finished epoch resumes at the next one, from its first batch
+    done = sampler()
+    done.load_state_dict({**state, "batches_done": len(batches)})
+    assert done.epoch == 4 and done.start_batch() == 0
+    with pytest.raises(DataError, match="sampler had n=400, this run has 500"):
+        sampler().load_state_dict({**state, "n": 400})
 
 
 def test_shuffle_sampler_covers_every_window_once():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import sys
 import warnings
 
@@ -26,6 +27,13 @@ def quiet_libraries() -> None:
     logging.getLogger("lightning.pytorch.utilities.rank_zero").setLevel(logging.WARNING)
 
 
+def missing_value(exc: Exception) -> str:
+    """The message for a config value left at ``???`` (OmegaConf's MissingMandatoryValue)."""
+    found = re.search(r"Missing mandatory value: ?([\w.]+)", str(exc))
+    key = found.group(1) if found else getattr(exc, "full_key", None) or "a required value"
+    return f"{key} is not set; give it on the command line: {key}=..."
+
+
 def pin_run_dir(argv: list[str]) -> list[str]:
     """``paths.output_dir=X`` on the command line also moves Hydra's run folder there, so
     that ``train.log`` and ``.hydra/`` land beside the run's outputs (``hydra.run.dir``
@@ -37,15 +45,18 @@ def pin_run_dir(argv: list[str]) -> list[str]:
 
 
 def user_errors(func):
-    """Print a :class:`PlantMLError` as one line and exit with status 2."""
+    """Print a :class:`PlantMLError` (or a required config value left unset) as one line, exit 2."""
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        from omegaconf.errors import InterpolationToMissingValueError, MissingMandatoryValue
+
         try:
             return func(*args, **kwargs)
-        except PlantMLError as exc:
-            log.error("%s", exc)
-            print(f"error: {exc}", file=sys.stderr)
+        except (PlantMLError, MissingMandatoryValue, InterpolationToMissingValueError) as exc:
+            message = str(exc) if isinstance(exc, PlantMLError) else missing_value(exc)
+            log.error("%s", message)
+            print(f"error: {message}", file=sys.stderr)
             sys.exit(2)
 
     return wrapper

@@ -3,11 +3,17 @@
     plantml-edge predict --bundle DIR --input FILE.csv|.parquet --output FILE.csv
                          [--errors FILE.csv] [--threads 1] [--batch-size 1024] [--strict]
     plantml-edge stream  --bundle DIR --input FILE      # one prediction per line as rows arrive
-    plantml-edge verify  --bundle DIR [--trusted-keys KEYS]  # every file's SHA-256 (+ signature)
+    plantml-edge verify  --bundle DIR [--trusted-keys KEYS] [--strict]  # SHA-256s (+ signature)
     plantml-edge info    --bundle DIR                   # what the bundle needs and predicts
 
-Exit status: 0 ok; 1 with ``--strict`` when a row was rejected; 2 when the
-bundle or the input cannot be used (one ``error:`` line on stderr).
+Exit status: 0 ok; 1 with ``--strict`` when a row was rejected (``verify``: when
+the folder holds files the manifest does not list); 2 when the bundle or the input
+cannot be used (one ``error:`` line on stderr).
+
+Besides rejected rows, ``predict`` and ``stream`` report on stderr what else kept
+rows from a normal prediction: window restarts after gaps (and the rows they left
+without a prediction), values clamped into the training range, and operating-condition
+values not seen in training (predicted with global scaling, labelled ``unseen``).
 """
 
 from __future__ import annotations
@@ -16,9 +22,12 @@ import argparse
 import csv
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from plantml.edge import BundleError, EdgeModel, InputError, RowError, StreamingPredictor
-from plantml.edge.io import format_row, iter_rows, read_table, write_csv
+from plantml.edge.bundle import MANIFEST
+from plantml.edge.io import format_row, iter_rows, read_header, read_table, write_csv
+from plantml.edge.signature import SIGNATURE_FILE
 
 SHOW_ERRORS = 10
 
@@ -31,11 +40,40 @@ def _report_rejected(errors: Sequence[RowError], errors_file: str | None) -> Non
         print(f"... and {len(errors) - SHOW_ERRORS} more rejected rows{more}", file=sys.stderr)
 
 
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{k!r}: {n}" for k, n in sorted(counts.items(), key=lambda kv: -kv[1]))
+
+
+def _notes(
+    restarts: int, lost: int, clipped: dict[str, int], unseen: dict[str, int]
+) -> tuple[list[str], list[str]]:
+    """Summary parts and stderr lines for what kept rows from a normal prediction."""
+    parts, lines = [], []
+    if restarts:
+        parts.append(f"{restarts} window restarts ({lost} rows without a prediction)")
+        lines.append(
+            f"{restarts} window restart(s) after gaps longer than the bundle's max_gap left "
+            f"{lost} row(s) without a prediction until the window filled again"
+        )
+    if clipped:
+        parts.append(f"{sum(clipped.values())} values clamped")
+        lines.append(f"values clamped into the range training accepted: {_counts(clipped)}")
+    if unseen:
+        parts.append(f"{sum(unseen.values())} rows with an unseen condition")
+        lines.append(
+            f"operating condition(s) not seen in training: {_counts(unseen)} rows; predicted "
+            "with the global scaling and labelled 'unseen' (retrain with such data to cover them)"
+        )
+    return parts, lines
+
+
 def _predict(args: argparse.Namespace) -> int:
     model = EdgeModel(args.bundle, threads=args.threads)
     columns = read_table(args.input)
-    out, errors = model.predict_rows(columns, batch_size=args.batch_size)
-    n_rows = max((len(v) for v in columns.values()), default=0)
+    # a bundle trained without asset ids: the whole file is one asset, named after it
+    asset = Path(args.input).name.split(".")[0]
+    result = model.predict_table(columns, batch_size=args.batch_size, asset=asset)
+    out, errors, n_rows = result.columns, result.errors, result.rows
     written = write_csv(args.output, out)
     if args.errors:
         write_csv(
@@ -46,18 +84,27 @@ def _predict(args: argparse.Namespace) -> int:
             },
         )
     alarms = f"{int(out['alarm'].sum())} alarms" if "alarm" in out else "no alarm threshold"
-    summary = (
-        f"{n_rows} rows read, {len(errors)} rejected, {written} predictions written to "
-        f"{args.output}, {alarms}"
+    parts, lines = _notes(result.restarts, result.rows_lost, result.clipped, result.unseen)
+    summary = ", ".join(
+        [
+            f"{n_rows} rows read, {len(errors)} rejected, {written} predictions written to "
+            f"{args.output}, {alarms}",
+            *parts,
+        ]
     )
     print(summary, file=sys.stderr if args.output == "-" else sys.stdout)
+    for line in lines:
+        print(line, file=sys.stderr)
     _report_rejected(errors, args.errors)
     return 1 if args.strict and errors else 0
 
 
 def _stream(args: argparse.Namespace) -> int:
-    stream = StreamingPredictor(EdgeModel(args.bundle, threads=args.threads))
+    stream = StreamingPredictor(
+        EdgeModel(args.bundle, threads=args.threads), asset=Path(args.input).name.split(".")[0]
+    )
     bundle = stream.model.bundle
+    stream.model.preprocessor.check_columns(read_header(args.input))  # whole-input error: exit 2
     header = ["asset", "time", "condition", bundle.output_name]
     interval = bundle.interval is not None
     if interval:
@@ -74,10 +121,12 @@ def _stream(args: argparse.Namespace) -> int:
     writer.writerow(header)
     n_rows = n_pred = 0
     errors: list[RowError] = []
-    for row in iter_rows(args.input):
+    for row in iter_rows(args.input, rejects=True):
         n_rows += 1
         try:
-            p = stream.feed(row)
+            if isinstance(row, RowError):  # a line that cannot be a row: skip it alone
+                raise row
+            p = stream.feed(row, row_number=n_rows)
         except RowError as err:
             errors.append(err)
             print(f"rejected {err}", file=sys.stderr, flush=True)
@@ -91,7 +140,19 @@ def _stream(args: argparse.Namespace) -> int:
                 values.append("" if p.threshold is None else p.threshold)  # calibrating
             writer.writerow(format_row(values + ([] if p.alarm is None else [int(p.alarm)])))
             sys.stdout.flush()
-    print(f"{n_rows} rows streamed, {len(errors)} rejected, {n_pred} predictions", file=sys.stderr)
+    reports = stream.report.values()
+    clipped: dict[str, int] = {}
+    unseen: dict[str, int] = {}
+    for report in reports:
+        for total, part in ((clipped, report.clipped), (unseen, report.unseen)):
+            for key, n in part.items():
+                total[key] = total.get(key, 0) + n
+    restarts = sum(r.restarts for r in reports)
+    parts, lines = _notes(restarts, sum(r.rows_lost for r in reports), clipped, unseen)
+    summary = f"{n_rows} rows streamed, {len(errors)} rejected, {n_pred} predictions"
+    print(", ".join([summary, *parts]), file=sys.stderr)
+    for line in lines:
+        print(line, file=sys.stderr)
     return 1 if args.strict and errors else 0
 
 
@@ -116,6 +177,24 @@ def _verify(args: argparse.Namespace) -> int:
     unit = f" ({task['unit']})" if task.get("unit") else ""
     print(f"task: {task['kind']} -> {b.output_name}{unit}")
     print(f"inputs: {_inputs_line(model)}")
+    listed = set(b.manifest["files"]) | {
+        MANIFEST,
+        SIGNATURE_FILE,
+    }  # the signature signs the manifest
+    extra = sorted(
+        p.relative_to(b.path).as_posix()
+        for p in b.path.rglob("*")
+        if p.is_file() and p.relative_to(b.path).as_posix() not in listed
+    )
+    if extra:
+        shown = ", ".join(extra[:10]) + (f" and {len(extra) - 10} more" if len(extra) > 10 else "")
+        print(
+            f"warning: {len(extra)} file(s) in the bundle folder are not listed in {MANIFEST}, so "
+            f"nothing vouches for them (the runtime does not read them): {shown}; remove them "
+            "or re-export the bundle",
+            file=sys.stderr,
+        )
+        return 1 if args.strict else 0
     return 0
 
 
@@ -141,7 +220,8 @@ def _info(args: argparse.Namespace) -> int:
         f"{mod.get('exporter', '?')}, variant {mod.get('variant', '?')}"
     )
     print(f"inputs:      {_inputs_line(model)}")
-    print(f"  asset:     {b.asset_column}; time: {b.time_column} ({inp['time_kind']})")
+    asset = b.asset_column or "none (every input file or stream is one asset)"
+    print(f"  asset:     {asset}; time: {b.time_column} ({inp['time_kind']})")
     print(f"  features:  {', '.join(b.feature_columns)}")
     unit = " s" if inp["time_kind"] == "datetime" else ""
 
@@ -160,6 +240,18 @@ def _info(args: argparse.Namespace) -> int:
     norm = m["normalization"]
     per = "per condition" if norm["per_condition"] else "global"
     print(f"scaling:     {norm['method']} ({per})")
+    accepted = b.valid_range
+    if accepted:
+        what = "rejected" if accepted["action"] == "nan" else "clamped"
+        shown = ", ".join(
+            f"{c} [{'-inf' if lo is None else f'{lo:.4g}'}, {'inf' if hi is None else f'{hi:.4g}'}]"
+            for c, (lo, hi) in accepted["bounds"].items()
+        )
+        print(f"valid range: values outside are {what}: {shown}")
+    else:
+        print("valid range: none (any finite value is accepted)")
+    calls = "one window per call (dynamic INT8)" if model.window_calls else "batches"
+    print(f"model calls: {calls}")
     unit = f" ({task['unit']})" if task.get("unit") else ""
     about = f": {task['description']}" if task.get("description") else ""
     print(f"task:        {task['kind']} -> {b.output_name}{unit}{about}")
@@ -225,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--trusted-keys",
         nargs="+",
         help="public key files (or folders of *.pub): also require a valid registry signature",
+    )
+    p.add_argument(
+        "--strict", action="store_true", help="exit 1 when the folder holds unlisted files"
     )
     command("info", "show what the bundle needs and predicts", _info)
     return parser

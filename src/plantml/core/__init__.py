@@ -9,4 +9,6 @@ onnxruntime only). Nothing here imports torch, pandas, Lightning or Hydra.
   nearest cluster centre of the settings).
 - :mod:`plantml.core.windows`: which rows end a window (runs, restarts at gaps, the
   stride convention) and the strided gather of windows.
+- :mod:`plantml.core.valid_range`: the range of values training accepted per column
+  (the ``sanity`` / ``clip`` bounds) and how a value outside it is found or clamped.
 """

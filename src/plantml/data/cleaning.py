@@ -1,12 +1,13 @@
 """Cleaning: raw sensor table in, a regular, gap-bounded, finite table out.
 
-Eight steps run in this order, each configured under ``data.cleaning.<step>``
+Nine steps run in this order, each configured under ``data.cleaning.<step>``
 (a missing key takes its default; an unknown key is a :class:`ConfigError`)::
 
     sort:          {enabled: true}
     non_finite:    {enabled: true}                  # ±inf in sensors/settings -> NaN
     dedupe:        {enabled: true}                  # one row per (asset, time)
     clip:          {enabled: true, bounds: {}, action: nan}
+    sanity:        {enabled: true, multiple: 50.0, action: nan}  # robust range of the training split
     despike:       {enabled: false, window: 11, n_sigmas: 6.0}
     align:         {enabled: true, period: null, tolerance: null, direction: backward}
     fill:          {enabled: true, method: ffill, max_gap: 3, mask: false, mask_as_feature: false,
@@ -16,6 +17,10 @@ Eight steps run in this order, each configured under ``data.cleaning.<step>``
 - ``dedupe`` keeps the first non-null value of each column, the max of labels.
 - ``clip.bounds`` is ``{column: [low, high]}`` (null = open); ``action: nan``
   makes out-of-range values missing (filled later), ``clip`` clamps them.
+- ``sanity`` (:mod:`plantml.data.sanity`) flags values further than ``multiple``
+  interquartile ranges outside a sensor's or setting's training quartiles (1e30,
+  9999 sentinels); the bounds are fitted on the training split's rows and kept in
+  the report (``sanity.bounds``) for the edge bundle and for an official test set.
 - ``align`` (only once ``period`` is set: ``"1h"`` for timestamps, ``1`` for
   cycles) puts each asset on a grid from floor(first time) to ceil(last time).
   A sensor read faster than ``period`` on an asset is averaged over each bin
@@ -47,7 +52,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -55,6 +60,7 @@ import numpy as np
 import pandas as pd
 
 from plantml.data.alignment import align_to_grid, ticks
+from plantml.data.sanity import Bounds, apply_bounds, fit_bounds
 from plantml.data.table import SensorTable
 from plantml.errors import ConfigError, DataError
 
@@ -68,6 +74,7 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
     "non_finite": {"enabled": True},
     "dedupe": {"enabled": True},
     "clip": {"enabled": True, "bounds": {}, "action": "nan"},
+    "sanity": {"enabled": True, "multiple": 50.0, "action": "nan"},
     "despike": {"enabled": False, "window": 11, "n_sigmas": 6.0},
     "align": {"enabled": True, "period": None, "tolerance": None, "direction": "backward"},
     "fill": {
@@ -82,6 +89,7 @@ DEFAULT_CONFIG: dict[str, dict[str, Any]] = {
 }
 _CHOICES = {
     ("clip", "action"): ("nan", "clip"),
+    ("sanity", "action"): ("nan", "clip"),
     ("align", "direction"): ("backward", "nearest"),
     ("fill", "method"): ("ffill", "interpolate", "none"),
 }
@@ -150,14 +158,30 @@ def resolve_config(config: Mapping | None) -> dict[str, dict[str, Any]]:
     return out
 
 
-def clean(table: SensorTable, config: Mapping | None = None) -> tuple[SensorTable, CleaningReport]:
+def clean(
+    table: SensorTable,
+    config: Mapping | None = None,
+    fit_rows: Callable[[SensorTable], np.ndarray] | None = None,
+    bounds: Bounds | None = None,
+) -> tuple[SensorTable, CleaningReport]:
     """Run the cleaning steps configured in ``config`` (``data.cleaning``) on ``table``.
 
+    ``fit_rows`` gives the rows (bool, one per row of the table it is passed) that
+    the ``sanity`` bounds are fitted on (the training split; default all rows);
+    ``bounds`` are bounds fitted before (an official test set reuses training's).
     Returns a new table (the input frame is never modified) and the report of
     what each step changed.
     """
     cfg = resolve_config(config)
     report = CleaningReport()
+    if table.non_numeric:  # read by the source; filled or dropped like any missing value
+        _report_by_column(
+            report,
+            "non_numeric",
+            "coerced",
+            table.non_numeric,
+            "{total} non-numeric cells read as missing ({columns})",
+        )
     frame = table.frame.reset_index(drop=True)
     period = None
     for step in DEFAULT_CONFIG:
@@ -174,6 +198,8 @@ def clean(table: SensorTable, config: Mapping | None = None) -> tuple[SensorTabl
             frame, table = _fill(frame, table, opts, period, report)
         elif step == "drop_constant":
             frame, table = _drop_constant(frame, table, opts, report)
+        elif step == "sanity":
+            frame = _sanity(frame, table, opts, report, fit_rows, bounds)
         else:
             frame = _STEPS[step](frame, table, opts, report)
     return table.replace(frame=frame), report
@@ -337,6 +363,42 @@ def _clip(frame: pd.DataFrame, table: SensorTable, opts: dict, report: CleaningR
     _report_by_column(
         report, "clip", "changed", counts, "{total} out-of-bounds values " + what + " ({columns})"
     )
+    return frame
+
+
+def _sanity(frame, table: SensorTable, opts: dict, report: CleaningReport, fit_rows, bounds):
+    """Values beyond the robust training range become NaN or the bound (:mod:`plantml.data.sanity`)."""
+    columns = [
+        c
+        for c in table.sensor_columns + table.setting_columns
+        if pd.api.types.is_numeric_dtype(frame[c])
+    ]
+    if bounds is None:
+        rows = np.ones(len(frame), dtype=bool)
+        if fit_rows is not None:
+            rows = np.asarray(fit_rows(table.replace(frame=frame)), dtype=bool)
+        bounds = fit_bounds(frame, columns, rows, opts["multiple"])
+    frame, counts = apply_bounds(frame, bounds, opts["action"])
+    what = "set to NaN" if opts["action"] == "nan" else "clamped to the bounds"
+    total = sum(counts.values())
+    changed = {c: n for c, n in counts.items() if n}
+    detail = "; ".join(
+        f"{c}: {n} outside [{bounds[c][0]:.4g}, {bounds[c][1]:.4g}]" for c, n in changed.items()
+    )
+    report.add(
+        "sanity",
+        {
+            "changed": total,
+            "by_column": changed,
+            "bounds": {c: list(b) for c, b in bounds.items()},
+            "multiple": float(opts["multiple"]),
+            "action": opts["action"],
+        },
+        f"{total} values beyond {opts['multiple']:g} IQR of the training range {what}"
+        + (f" ({detail})" if detail else ""),
+    )
+    if total:
+        log.warning("sanity: %d implausible values %s (%s)", total, what, detail)
     return frame
 
 

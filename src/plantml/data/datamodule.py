@@ -10,7 +10,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from plantml.data.pipeline import DataPipeline, PreparedData
-from plantml.data.sampling import WindowBatchSampler, positive_weight
+from plantml.data.sampling import ResumableLoader, WindowBatchSampler, positive_weight
 from plantml.data.sources.base import Source, check_split
 from plantml.data.windows import WindowDataset
 from plantml.errors import ConfigError
@@ -124,16 +124,21 @@ class SensorDataModule(L.LightningDataModule):
         )
 
     # -- loaders ---------------------------------------------------------------------
-    def _loader(self, dataset: WindowDataset, sampler: WindowBatchSampler) -> DataLoader:
+    def _loader(
+        self, dataset: WindowDataset, sampler: WindowBatchSampler, kind: type = DataLoader
+    ) -> DataLoader:
         on_device = dataset.device is not None
         workers = 0 if on_device else self.num_workers
-        return DataLoader(
+        return kind(
             dataset,
             batch_size=None,  # the sampler yields whole batches; one gather per batch
             sampler=sampler,
             num_workers=workers,
             persistent_workers=workers > 0,
             pin_memory=not on_device and torch.cuda.is_available(),
+            # the loader's own generator seeds workers: starting an epoch's iterator does not
+            # draw from torch's global RNG, so a resumed run draws the same dropout masks
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     def train_dataloader(self) -> DataLoader:
@@ -147,7 +152,7 @@ class SensorDataModule(L.LightningDataModule):
             drop_last=len(dataset) > self.batch_size,
             seed=self.seed,
         )
-        return self._loader(dataset, sampler)
+        return self._loader(dataset, sampler, ResumableLoader)
 
     def _eval_loader(self, split: str) -> DataLoader:
         dataset = self.dataset(split)

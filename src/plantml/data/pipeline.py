@@ -164,14 +164,18 @@ class DataPipeline:
     def prepare(self) -> PreparedData:
         """Read, clean and split the training data; fit conditions and scaling on train."""
         raw = self.source.load("train")
-        table, report = clean(raw, self.cleaning)  # logs what each step changed
+        split_cfg = dict(self.split_cfg)
+        if split_cfg["normal_assets"] is None:
+            split_cfg["normal_assets"] = getattr(self.source, "normal_assets", None)
+
+        def train_rows_of(t: SensorTable) -> np.ndarray:  # what the sanity bounds are fitted on
+            return split_rows(t, seed=self.seed, **split_cfg) == SPLIT_CODES["train"]
+
+        table, report = clean(raw, self.cleaning, train_rows_of)  # logs what each step changed
         table = table.replace(frame=table.frame.reset_index(drop=True))
         n_clusters = self.conditions_cfg["n_clusters"]
         if n_clusters is None:
             n_clusters = getattr(self.source, "n_conditions", 1)
-        split_cfg = dict(self.split_cfg)
-        if split_cfg["normal_assets"] is None:
-            split_cfg["normal_assets"] = getattr(self.source, "normal_assets", None)
         codes_split = split_rows(table, seed=self.seed, **split_cfg)
         train_rows = codes_split == SPLIT_CODES["train"]
         conditions = OperatingConditions(
@@ -216,6 +220,7 @@ class DataPipeline:
                 ends, y[ends].astype(np.float32), cond[ends], asset_codes[ends].astype(np.int64)
             )
         self._check_windows(table, windows, starts)
+        self._check_classes(table, windows)
         self.fitted = PreparedData(
             features=scaler.transform(raw_x, cond),
             frame=table.frame,
@@ -271,7 +276,8 @@ class DataPipeline:
         """
         fitted = self.fitted or self.prepare()
         cleaning = {**self.cleaning, "drop_constant": {"enabled": False}}
-        table, report = clean(self.source.load("test"), cleaning)
+        bounds = fitted.cleaning.get("sanity", {}).get("bounds")  # training's, not refitted
+        table, report = clean(self.source.load("test"), cleaning, bounds=bounds)
         table = table.replace(frame=table.frame.reset_index(drop=True))
         table, _ = add_state_features(table, self.state_features)
         missing = [c for c in fitted.feature_names if c not in table.frame.columns]
@@ -343,6 +349,55 @@ class DataPipeline:
                 "enable data.cleaning.fill (and non_finite), or widen data.cleaning.fill.max_gap"
             )
         return x
+
+    def _check_classes(self, table: SensorTable, windows: dict[str, WindowIndex]) -> None:
+        """Failure targets: train and val need positive and negative windows (else no AUPRC).
+
+        Fails before training with what each split holds and what to change; a test
+        split without one of the classes is only a warning (some metrics stay empty).
+        """
+        if self.target_cfg["kind"] != "failure":
+            return
+        counts = {
+            split: (int((w.targets > 0.5).sum()), int((w.targets <= 0.5).sum()))
+            for split, w in windows.items()
+        }
+        shown = "; ".join(
+            f"{split}: {pos} positive / {neg} negative windows"
+            for split, (pos, neg) in counts.items()
+        )
+        horizon = self.target_cfg["horizon"]
+        needed = ["train"] + (["val"] if self.split_cfg["val_fraction"] > 0 else [])
+        for split in ["train", "val", "test"]:
+            pos, neg = counts[split]
+            if (pos and neg) or (split not in needed and not pos + neg):
+                continue
+            missing = "positive" if not pos else "negative"
+            if not pos:
+                why = f"no {split} window has a failure within data.target.horizon={horizon}"
+                fix = (
+                    f"{self.source.more_data_hint}, lengthen data.target.horizon, or give the "
+                    "split more assets (data.split_by.val_fraction / test_fraction)"
+                )
+                if not any(p for p, _ in counts.values()):
+                    why = f"{table.name} has no failure within the horizon in any split"
+                    fix = (
+                        f"check the failure labels ({table.failure_column or table.rul_column!r}), "
+                        f"{self.source.more_data_hint}, or lengthen data.target.horizon"
+                    )
+            else:
+                why = f"every {split} window is a failure within data.target.horizon={horizon}"
+                fix = (
+                    "shorten data.target.horizon or check the failure labels (a failure is one "
+                    "event on the row where the asset failed, not a flag on every row)"
+                )
+            message = (
+                f"the {split} split has no {missing} windows ({shown}): {why}; the failure task "
+                f"needs both classes to learn and to score (AUPRC, the alarm threshold); {fix}"
+            )
+            if split in needed:
+                raise DataError(message)
+            log.warning("%s", message.replace("; the failure task needs", "; metrics that need"))
 
     def _check_windows(self, table: SensorTable, windows: dict, starts: np.ndarray) -> None:
         """Warn about histories too short for a window; fail when a split gets none."""

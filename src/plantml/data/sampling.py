@@ -4,6 +4,15 @@ Samplers yield whole batches of window indices (numpy int64 arrays) so the
 dataset gathers a batch in one step. In distributed training every rank
 draws the same seeded order and takes its own share, and all ranks get the
 same number of batches (a rank that runs out would hang the others).
+
+The training sampler is resumable: :meth:`WindowBatchSampler.state_dict` holds
+its seed, epoch and how many batches of the epoch were consumed, and after
+:meth:`~WindowBatchSampler.load_state_dict` the next iteration of that epoch
+skips those batches (the order is a function of seed and epoch, so the rest of
+the epoch is the batches an uninterrupted run would have drawn).
+:class:`ResumableLoader` is the DataLoader that reports the consumed count
+(Lightning saves and restores a loader with ``state_dict``/``load_state_dict``
+in mid-epoch checkpoints).
 """
 
 from __future__ import annotations
@@ -12,6 +21,7 @@ import math
 
 import numpy as np
 import torch
+from torch.utils.data import DataLoader
 
 from plantml.errors import ConfigError, DataError
 
@@ -59,6 +69,7 @@ class WindowBatchSampler:
             raise ConfigError(f"data.batch_size must be >= 1, got {batch_size}")
         self.n, self.batch_size, self.kind = n, batch_size, kind
         self.drop_last, self.seed, self.epoch = drop_last, seed, 0
+        self._resume: tuple[int, int] | None = None  # (epoch, batches to skip in it)
         if kind == "balanced":
             if labels is None:
                 raise ConfigError("data.sampler.kind=balanced needs binary targets (task failure)")
@@ -80,6 +91,52 @@ class WindowBatchSampler:
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    # -- resuming ----------------------------------------------------------------------
+    def state_dict(self, batches_done: int = 0) -> dict:
+        """Seed, epoch and ``batches_done`` (batches of this epoch already consumed)."""
+        return {
+            "kind": self.kind,
+            "n": self.n,
+            "batch_size": self.batch_size,
+            "seed": self.seed,
+            "epoch": self.epoch,
+            "batches_done": int(batches_done),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue where ``state`` left off: the rest of its epoch, or the next epoch.
+
+        Raises :class:`DataError` when the state was written for other training
+        windows or another batch size or sampler (the skipped batches would not be
+        the ones consumed).
+        """
+        mine = self.state_dict()
+        for key in ("kind", "n", "batch_size", "seed"):
+            if state.get(key) != mine[key]:
+                raise DataError(
+                    f"the checkpoint's training sampler had {key}={state.get(key)!r}, this run has "
+                    f"{mine[key]!r}: it was written with other training data or settings; resume "
+                    "with the run's own config (data.*, data.batch_size, seed) or start a new run"
+                )
+        epoch, done = int(state["epoch"]), int(state["batches_done"])
+        if done >= len(self):
+            epoch, done = epoch + 1, 0
+        self.epoch = epoch
+        self._resume = (epoch, done) if done else None
+
+    def start_batch(self) -> int:
+        """Batches the next iteration skips: the consumed part of a resumed epoch, else 0."""
+        if self._resume is not None and self._resume[0] == self.epoch:
+            return self._resume[1]
+        return 0
+
+    def __iter__(self):
+        skip = self.start_batch()
+        self._resume = None
+        for i, batch in enumerate(self._epoch_batches()):
+            if i >= skip:
+                yield batch
+
     def _batches(self) -> int:
         full, rest = divmod(self.n, self.batch_size)
         return full if (self.drop_last and full > 0) or rest == 0 else full + 1
@@ -90,7 +147,8 @@ class WindowBatchSampler:
             return len(range(rank, self._batches(), world))
         return math.ceil(self._batches() / world)
 
-    def __iter__(self):
+    def _epoch_batches(self):
+        """This epoch's batches, from its first (balanced draws consume the RNG in order)."""
         rank, world = _rank_world()
         if self.kind == "sequential":
             for b in range(rank, self._batches(), world):
@@ -120,6 +178,36 @@ class WindowBatchSampler:
                 ]
             )
             yield batch[rng.permutation(len(batch))]
+
+
+class ResumableLoader(DataLoader):
+    """A DataLoader over a :class:`WindowBatchSampler` whose position survives a checkpoint.
+
+    It counts the batches it has handed out in the current epoch; ``state_dict``
+    is the sampler's state with that count and ``load_state_dict`` makes the next
+    iteration skip the consumed batches. Lightning calls both for loaders that
+    have them (mid-epoch checkpoints). The underlying iterator is created on the
+    first batch, so the sampler's epoch is final by then (Lightning sets it after
+    asking for the iterator when a run resumes).
+    """
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not isinstance(self.sampler, WindowBatchSampler):
+            raise TypeError("ResumableLoader needs a WindowBatchSampler as its sampler")
+        self.batches_done = 0
+
+    def __iter__(self):
+        self.batches_done = self.sampler.start_batch()
+        for batch in super().__iter__():
+            self.batches_done += 1
+            yield batch
+
+    def state_dict(self) -> dict:
+        return self.sampler.state_dict(self.batches_done)
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.load_state_dict(state)
 
 
 def positive_weight(labels: np.ndarray) -> float:

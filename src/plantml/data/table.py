@@ -42,6 +42,10 @@ class SensorTable:
             contiguous series; windows never cross a segment boundary.
         notes: what a reader found worth a warning in the results (a feature that
             looks like a label, ...), one readable line each.
+        asset_ids_given: False when the reader made the asset ids up (one per file, or
+            one for the whole table): a device then needs no asset column either.
+        non_numeric: per column, cells the source read as missing because they
+            were not numbers (cleaning reports them).
     """
 
     frame: pd.DataFrame
@@ -58,6 +62,8 @@ class SensorTable:
     time_unit: str = "h"
     segment_column: str | None = None
     notes: list[str] = field(default_factory=list)
+    asset_ids_given: bool = True
+    non_numeric: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -115,6 +121,7 @@ class SensorTable:
                     f"column {col!r} in {self.name} is not numeric (dtype {frame[col].dtype}, "
                     f"values like {sample}); remove it from data.feature_columns or fix the file"
                 )
+        self._check_events()
         if frame[self.asset_column].isna().any():
             n = int(frame[self.asset_column].isna().sum())
             raise DataError(
@@ -126,6 +133,37 @@ class SensorTable:
             raise DataError(
                 f"{self.name}: {n} rows have no time in {self.time_column!r}; "
                 "fill or drop them before training"
+            )
+
+    def _check_events(self) -> None:
+        """Event columns (failure, maintenance, anomaly) hold 0, 1 or nothing, else a DataError.
+
+        A failure label of 2 or "yes" is not silently read as a failure: the error names
+        the values, how many rows hold them and the first rows (data rows from 1).
+        """
+        roles = {
+            "failure_column": self.failure_column,
+            "maintenance_column": self.maintenance_column,
+            "anomaly_column": self.anomaly_column,
+        }
+        for role, col in roles.items():
+            if col is None:
+                continue
+            values = self.frame[col]
+            if pd.api.types.is_bool_dtype(values):
+                continue
+            numbers = pd.to_numeric(values, errors="coerce")
+            bad = values.notna() & ~numbers.isin([0, 1])
+            if not bad.any():
+                continue
+            shown = values[bad].astype(str).value_counts().head(5)
+            rows = (np.flatnonzero(bad.to_numpy())[:5] + 1).tolist()
+            raise DataError(
+                f"{self.name}: column {col!r} ({role}) holds values outside {{0, 1}}: "
+                + ", ".join(f"{v!r} ({n} rows)" for v, n in shown.items())
+                + f", first on data rows {rows}; an event column is 1 on the row where the "
+                "event happened and 0 (or empty) elsewhere; fix the labels, or for remaining "
+                "life use data.label_kind=rul"
             )
 
     def durations(self, values: np.ndarray | pd.Series) -> np.ndarray:

@@ -7,20 +7,26 @@ library only. ``manifest.json`` (format version 1) holds::
       "format": "plantml-edge-bundle", "format_version": 1,
       "name": str, "version": str, "created": ISO-8601 str, "plantml_version": str,
       "model": {"file": "model.onnx", "input": "window", "output": "prediction", "opset": int,
-                "exporter": "torchscript"|"dynamo", "variant": str, ...other keys allowed},
+                "exporter": "torchscript"|"dynamo", "variant": str,
+                "per_window": bool|null,             # optional, see "One window per call" below
+                ...other keys allowed},
           # ONNX input "window": float32 (batch, window_length, n_features), already normalized.
           # ONNX output "prediction": float32 (batch,) or (batch,1) -- the FINAL prediction
           # (failure probability, RUL in time units, anomaly score): post-processing is in the graph.
       "input": {
-        "asset_column": str, "time_column": str,
+        "asset_column": str | null,           # null: trained without asset ids; every input
+                                               # (a file, a stream) is one asset
+        "time_column": str,
         "time_kind": "number" | "datetime",   # datetime: ISO strings in files, compared as POSIX seconds
         "sampling_period": float | null,       # seconds (datetime) or time units (number) between rows
         "max_gap": float | null,               # a step between consecutive accepted rows of one asset
                                                # LARGER than this restarts that asset's window (null: never)
         "feature_columns": [str, ...],         # model channels, in order
         "dtypes": {col: "float32", ...},
-        "window_length": int, "stride": int    # stride: emit a prediction every `stride` full windows
+        "window_length": int, "stride": int,   # stride: emit a prediction every `stride` full windows
                                                # (1 = every row once the window is full)
+        "valid_range": {"bounds": {col: [low|null, high|null]}, "action": "nan"|"clip"}
+                                               # optional: the range training accepted per feature
       },
       "normalization": {"method": str, "per_condition": bool,
                         "offset": [[float]*n_features]*(n_conditions+1), "scale": same},
@@ -52,6 +58,14 @@ Semantics (one implementation, :mod:`plantml.core`, used by training and the dev
   ``window_length`` rows ends at a row once the run holds that many rows; the k-th
   complete window of a run (k = 0, 1, ...) is emitted when ``k % stride == 0``, counted
   forward from the run's start (training keeps the same windows of each of its runs).
+- Valid range (optional, :mod:`plantml.core.valid_range`): a feature value outside its
+  bounds rejects the row (``action: nan``, as training made it missing) or is clamped
+  (``clip``); bundles without it accept any finite value.
+- One window per call: a window's prediction never depends on which other windows share
+  its ONNX call. Dynamic INT8 quantization scales activations over a call's whole input, so
+  ``per_window: true`` (the exporter sets it for such graphs) makes the runtime call the
+  model one window at a time; ``false``: batch calls; absent or null (bundles exported
+  before the key existed): one window at a time if the model holds dynamic quantization ops.
 - Alarm: ``prediction >= threshold`` (``alarm_when: above``) or ``<=`` (``below``).
 - ``task.interval`` (optional; bundles without it load as before)::
 
@@ -93,6 +107,8 @@ FORMAT = "plantml-edge-bundle"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 REEXPORT = "re-export it with plantml-export"
+# ONNX Runtime ops whose activation scales span the whole batch of a call
+DYNAMIC_QUANT_OPS = ("DynamicQuantizeLinear", "DynamicQuantizeLSTM", "DynamicQuantizeMatMul")
 
 _REQUIRED = {
     "": [
@@ -161,7 +177,8 @@ class Bundle:
         return self.manifest["task"]
 
     @property
-    def asset_column(self) -> str:
+    def asset_column(self) -> str | None:
+        """The asset id column, or None: the model was trained without asset ids."""
         return self.input["asset_column"]
 
     @property
@@ -186,6 +203,20 @@ class Bundle:
         return None if gap is None else float(gap)
 
     @property
+    def window_calls(self) -> bool:
+        """Must the model be called one window at a time? (see "One window per call")"""
+        mode = self.manifest["model"].get("per_window")
+        if mode is not None:
+            return bool(mode)
+        data = self.model_path.read_bytes()
+        return any(op.encode() in data for op in DYNAMIC_QUANT_OPS)
+
+    @property
+    def valid_range(self) -> dict[str, Any] | None:
+        """``{"bounds": {column: [low, high]}, "action": "nan" | "clip"}`` or None."""
+        return self.input.get("valid_range")
+
+    @property
     def output_name(self) -> str:
         return str(self.task["output_name"])
 
@@ -206,7 +237,8 @@ class Bundle:
     @property
     def required_columns(self) -> list[str]:
         """Input columns every row needs: asset, time, features, condition or settings."""
-        cols = [self.asset_column, self.time_column, *self.feature_columns]
+        cols = [c for c in (self.asset_column, self.time_column) if c]
+        cols += self.feature_columns
         mode = self.conditions["mode"]
         if mode == "column":
             cols.append(self.conditions["column"])
@@ -273,9 +305,35 @@ def _matrix(folder: Path, value: Any, rows: int, cols: int, what: str) -> np.nda
     return arr
 
 
+def _check_valid_range(folder: Path, block: Any, features: list) -> None:
+    if block is None:
+        return
+    if not isinstance(block, Mapping) or not isinstance(block.get("bounds"), Mapping):
+        raise _fail(folder, f"input.valid_range must hold a 'bounds' object; {REEXPORT}")
+    if block.get("action") not in ("nan", "clip"):
+        raise _fail(folder, f"input.valid_range.action {block.get('action')!r} is not nan or clip")
+    for col, bound in block["bounds"].items():
+        ok = (
+            col in features
+            and isinstance(bound, list)
+            and len(bound) == 2
+            and all(v is None or (isinstance(v, int | float) and math.isfinite(v)) for v in bound)
+        )
+        if ok and None not in bound:
+            ok = bound[0] <= bound[1]
+        if not ok:
+            raise _fail(
+                folder,
+                f"input.valid_range.bounds.{col} = {bound!r} is not [low, high] of a feature "
+                f"column; {REEXPORT}",
+            )
+
+
 def _check_semantics(folder: Path, m: Mapping[str, Any]) -> tuple[np.ndarray, np.ndarray]:
     inp, cond, task = m["input"], m["conditions"], m["task"]
     features = inp["feature_columns"]
+    if inp["asset_column"] is not None and not isinstance(inp["asset_column"], str):
+        raise _fail(folder, f"input.asset_column must be a column name or null; {REEXPORT}")
     if not isinstance(features, list) or not features:
         raise _fail(folder, f"input.feature_columns must be a non-empty list; {REEXPORT}")
     if inp["time_kind"] not in ("number", "datetime"):
@@ -286,6 +344,11 @@ def _check_semantics(folder: Path, m: Mapping[str, Any]) -> tuple[np.ndarray, np
     gap = inp["max_gap"]
     if gap is not None and not (isinstance(gap, int | float) and math.isfinite(gap) and gap > 0):
         raise _fail(folder, f"input.max_gap must be a positive number or null, got {gap!r}")
+    _check_valid_range(folder, inp.get("valid_range"), features)
+    if m["model"].get("per_window") not in (None, True, False):
+        raise _fail(
+            folder, f"model.per_window {m['model']['per_window']!r} is not true, false or null"
+        )
     mode, names = cond["mode"], cond["names"]
     if not isinstance(names, list) or not names:
         raise _fail(folder, f"conditions.names must be a non-empty list; {REEXPORT}")

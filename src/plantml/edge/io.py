@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from plantml.edge.preprocess import InputError
+from plantml.edge.preprocess import InputError, RowError
 
 PARQUET = (".parquet", ".pq")
 
@@ -24,8 +24,12 @@ def _check_file(path: Path) -> None:
         raise InputError(f"input file {path} not found; pass an existing .csv or .parquet file")
 
 
-def _csv_lines(path: str | Path) -> Iterator[list[str]]:
-    """The header, then the fields of each non-blank line (short lines padded; long ones an error)."""
+def _csv_lines(path: str | Path, rejects: bool = False) -> Iterator[list[str] | RowError]:
+    """The header, then the fields of each non-blank line (short lines padded).
+
+    A line with more fields than the header is an :class:`InputError`, or with
+    ``rejects`` a :class:`RowError` in its place (the caller skips that line).
+    """
     path = Path(path)
     _check_file(path)
     with open(path, newline="", encoding="utf-8-sig") as f:
@@ -35,23 +39,42 @@ def _csv_lines(path: str | Path) -> Iterator[list[str]]:
             raise InputError(f"{path} is empty; a CSV with a header line is needed")
         yield header
         width = len(header)
+        row = 0
         for fields in reader:
             if not fields:
                 continue
+            row += 1
             if len(fields) > width:
-                raise InputError(
-                    f"{path} line {reader.line_num} has {len(fields)} fields but the header has "
-                    f"{width}; fix the line (a stray delimiter?)"
+                problem = (
+                    f"line {reader.line_num} has {len(fields)} fields but the header has {width}"
                 )
+                if not rejects:
+                    raise InputError(f"{path} {problem}; fix the line (a stray delimiter?)")
+                yield RowError(row, None, None, f"{problem} (a stray delimiter?); line skipped")
+                continue
             yield fields + [""] * (width - len(fields))
 
 
-def iter_csv(path: str | Path) -> Iterator[dict[str, str]]:
-    """Rows of a CSV file with a header, one dict at a time (for streaming)."""
-    lines = _csv_lines(path)
+def iter_csv(path: str | Path, rejects: bool = False) -> Iterator[dict[str, str] | RowError]:
+    """Rows of a CSV file with a header, one dict at a time (for streaming).
+
+    With ``rejects``, a line that cannot be a row comes as a :class:`RowError` instead
+    of ending the file with an :class:`InputError`.
+    """
+    lines = _csv_lines(path, rejects)
     header = next(lines)
     for fields in lines:
-        yield dict(zip(header, fields, strict=True))
+        yield fields if isinstance(fields, RowError) else dict(zip(header, fields, strict=True))
+
+
+def read_header(path: str | Path) -> list[str]:
+    """The column names of a .csv or .parquet file (without reading its rows)."""
+    path = Path(path)
+    if path.suffix.lower() in PARQUET:
+        return list(_parquet_file(path).schema_arrow.names)
+    if path.suffix.lower() not in (".csv", ".txt"):
+        raise InputError(f"cannot read {path.name}: use a .csv or .parquet file")
+    return list(next(_csv_lines(path)))
 
 
 def read_csv(path: str | Path) -> dict[str, list[str]]:
@@ -69,21 +92,26 @@ def read_csv(path: str | Path) -> dict[str, list[str]]:
     return dict(zip(header, cols, strict=True))
 
 
-def read_parquet(path: str | Path) -> dict[str, Any]:
-    """A Parquet file as columns: timestamps as numpy datetime64 arrays (UTC), others as lists."""
-    path = Path(path)
+def _parquet_file(path: Path):
+    """``pyarrow.parquet.ParquetFile`` of an existing file; InputError without pyarrow."""
     _check_file(path)
     try:
-        import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:
         raise InputError(
             f"reading {path.name} needs pyarrow, which is not installed; "
-            "pip install pyarrow, or convert the file to CSV"
+            "pip install 'plantml[parquet]', or convert the file to CSV"
         ) from None
+    return pq.ParquetFile(path)
+
+
+def read_parquet(path: str | Path) -> dict[str, Any]:
+    """A Parquet file as columns: timestamps as numpy datetime64 arrays (UTC), others as lists."""
+    import pyarrow as pa
+
     # ParquetFile.read without pandas metadata, to_pylist and the int64 cast for timestamps
     # keep pandas out (pq.read_table and to_numpy import it when it is installed)
-    table = pq.ParquetFile(path).read(use_pandas_metadata=False)
+    table = _parquet_file(Path(path)).read(use_pandas_metadata=False)
     out: dict[str, Any] = {}
     for name, column in zip(table.column_names, table.columns, strict=True):
         if pa.types.is_timestamp(column.type):
@@ -106,12 +134,15 @@ def read_table(path: str | Path) -> dict[str, Any]:
     raise InputError(f"cannot read {path.name}: use a .csv or .parquet file")
 
 
-def iter_rows(path: str | Path) -> Iterator[dict[str, Any]]:
-    """Rows of a .csv (read lazily) or .parquet file, one dict at a time."""
+def iter_rows(path: str | Path, rejects: bool = False) -> Iterator[dict[str, Any] | RowError]:
+    """Rows of a .csv (read lazily) or .parquet file, one dict at a time.
+
+    ``rejects``: a CSV line that cannot be a row comes as a :class:`RowError`.
+    """
     if Path(path).suffix.lower() not in PARQUET:
         if Path(path).suffix.lower() not in (".csv", ".txt"):
             raise InputError(f"cannot read {Path(path).name}: use a .csv or .parquet file")
-        yield from iter_csv(path)
+        yield from iter_csv(path, rejects)
         return
     columns = read_parquet(path)
     names = list(columns)

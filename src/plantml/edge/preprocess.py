@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,9 +19,11 @@ import numpy as np
 
 from plantml.core.conditions import ConditionRule, as_text
 from plantml.core.normalize import normalize
+from plantml.core.valid_range import clamp, describe, outside
 from plantml.edge.bundle import Bundle
 
 FIX_VALUE = "fix the value or drop the row"
+DEFAULT_ASSET = "asset"  # the asset of rows for a bundle trained without asset ids
 
 
 class InputError(ValueError):
@@ -69,20 +71,31 @@ def _is_missing(value: Any) -> bool:
 
 
 def _to_float(value: Any) -> float:
+    """``value`` as a float: NaN when it is not a number (text, a list, a JSON true/false),
+    infinite when it is a number too large for a float (10**400)."""
+    if isinstance(value, bool):
+        return math.nan  # JSON true/false is not a reading
     try:
         return float(value)
+    except OverflowError:
+        return (math.inf if value > 0 else -math.inf) if isinstance(value, int) else math.nan
     except (TypeError, ValueError):
         return math.nan
 
 
 def parse_numbers(values: Sequence | np.ndarray) -> np.ndarray:
-    """Values as float64, (n,); missing or non-numeric values become NaN."""
+    """Values as float64, (n,); missing or non-numeric values become NaN, huge ones inf."""
     if isinstance(values, np.ndarray) and values.dtype.kind in "fiub":
         return values.astype(np.float64)
     try:
-        return np.asarray(values, dtype=np.float64)
-    except (TypeError, ValueError):
+        out = np.asarray(values, dtype=np.float64)
+    except (TypeError, ValueError, OverflowError):
         return np.array([_to_float(v) for v in values], dtype=np.float64)
+    if out.ndim != 1 or (
+        len(values) and not isinstance(values[0], str) and any(isinstance(v, bool) for v in values)
+    ):  # nested sequences, or booleans that numpy would read as 0/1
+        return np.array([_to_float(v) for v in values], dtype=np.float64)
+    return out
 
 
 def describe_bad_number(value: Any) -> str:
@@ -90,11 +103,12 @@ def describe_bad_number(value: Any) -> str:
     if _is_missing(value) or (isinstance(value, float | np.floating) and math.isnan(value)):
         return f"missing value; the model needs a number in every feature column ({FIX_VALUE})"
     number = _to_float(value)
+    shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:36] + "..."
     if math.isnan(number):
         if isinstance(value, str) and value.strip().lower() in ("nan", "+nan", "-nan"):
             return f"value is NaN; the model needs a finite number ({FIX_VALUE})"
-        return f"not a number: {value!r} ({FIX_VALUE})"
-    return f"value {value!r} is infinite; the model needs a finite number ({FIX_VALUE})"
+        return f"not a number: {shown} ({FIX_VALUE})"
+    return f"value {shown} is infinite or too large; the model needs a finite number ({FIX_VALUE})"
 
 
 def _parse_timestamp(value: Any) -> float:
@@ -203,7 +217,9 @@ class ParsedRows:
     """Rows parsed and normalized, (n,) each; ``ok`` is False where ``errors`` has the row.
 
     ``x`` is (n, C) float32, normalized (garbage where not ok); ``time`` float64
-    seconds (datetime) or time units (number).
+    seconds (datetime) or time units (number). ``clipped``: per feature, accepted
+    rows whose value was clamped into the valid range (``action: clip``).
+    ``unseen``: per condition value not seen in training, the accepted rows with it.
     """
 
     asset: list[str | None]
@@ -212,6 +228,8 @@ class ParsedRows:
     code: np.ndarray
     ok: np.ndarray
     errors: dict[int, RowError]
+    clipped: dict[str, int] = field(default_factory=dict)
+    unseen: dict[str, int] = field(default_factory=dict)
 
 
 class Preprocessor:
@@ -235,8 +253,14 @@ class Preprocessor:
                 f"the input needs: {', '.join(self.required)}"
             )
 
-    def parse(self, rows: Mapping[str, Sequence], first_row: int = 1) -> ParsedRows:
-        """Parse columnar ``rows``; row ``i`` is reported as number ``first_row + i``."""
+    def parse(
+        self, rows: Mapping[str, Sequence], first_row: int = 1, asset: str | None = None
+    ) -> ParsedRows:
+        """Parse columnar ``rows``; row ``i`` is reported as number ``first_row + i``.
+
+        ``asset`` names the one asset of every row when the bundle has no asset column
+        (default :data:`DEFAULT_ASSET`); it is ignored otherwise.
+        """
         self.check_columns(list(rows))
         lengths = {len(rows[c]) for c in self.required}
         if len(lengths) > 1:
@@ -244,7 +268,10 @@ class Preprocessor:
         n = lengths.pop()
         errors: dict[int, RowError] = {}
         asset_col, time_col = self.bundle.asset_column, self.bundle.time_column
-        assets = _memo_map(as_text, rows[asset_col])
+        if asset_col is None:
+            assets = [asset or DEFAULT_ASSET] * n
+        else:
+            assets = _memo_map(as_text, rows[asset_col])
 
         def flag(bad: np.ndarray, column: str, describe) -> None:
             if not bad.any():
@@ -269,6 +296,7 @@ class Preprocessor:
         if bad.any():  # report the first bad feature of each row, in column order
             for j, col in enumerate(self.features):
                 flag(bad[:, j], col, describe_bad_number)
+        clamped = self._valid_range(x, flag)
         settings = None
         cond = self.conditions
         if cond.mode == "cluster":
@@ -288,4 +316,34 @@ class Preprocessor:
         bundle = self.bundle
         x = np.where(ok[:, None], x, 0.0)
         x_norm = normalize(x, codes, bundle.offset, bundle.scale, self.per_condition)
-        return ParsedRows(assets, time, x_norm, codes, ok, errors)
+        clipped = {c: int((m & ok).sum()) for c, m in clamped.items() if (m & ok).any()}
+        unseen: dict[str, int] = {}
+        if cond.mode == "column" and ok.any():
+            for i in np.flatnonzero(ok & (codes < 0)):
+                value = as_text(rows[cond.column][i]) or ""
+                unseen[value] = unseen.get(value, 0) + 1
+        return ParsedRows(assets, time, x_norm, codes, ok, errors, clipped, unseen)
+
+    def _valid_range(self, x: np.ndarray, flag) -> dict[str, np.ndarray]:
+        """Apply the bundle's valid range to the raw features ``x`` (n, C) in place.
+
+        ``action: nan`` flags rows with a value outside (``flag``); ``clip`` clamps the
+        value. Returns the clamped rows per column.
+        """
+        accepted = self.bundle.valid_range
+        clamped: dict[str, np.ndarray] = {}
+        if not accepted:
+            return clamped
+        for j, col in enumerate(self.features):
+            bound = accepted["bounds"].get(col)
+            if bound is None:
+                continue
+            out = outside(x[:, j], bound)
+            if not out.any():
+                continue
+            if accepted["action"] == "nan":
+                flag(out, col, lambda v, c=col, b=bound: describe(_to_float(v), c, b))
+            else:
+                x[:, j] = clamp(x[:, j], bound)
+                clamped[col] = out
+        return clamped

@@ -9,7 +9,7 @@ materializing all windows) and runs the model in batches.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,12 @@ class RowWindows:
         time: the time value per window as given in the input, (windows,) object array.
         condition: operating-condition code per window (-1 unseen), (windows,) int64.
         errors: one :class:`RowError` per rejected row, in row order.
+        restarts: window restarts after a step longer than ``max_gap`` (not counting
+            each asset's first row).
+        rows_lost: accepted rows that ended no window because their asset's window
+            had restarted and was not full again yet (predictions lost to restarts
+            when ``stride`` is 1).
+        clipped, unseen: see :class:`~plantml.edge.preprocess.ParsedRows`.
     """
 
     features: np.ndarray
@@ -52,6 +58,10 @@ class RowWindows:
     condition: np.ndarray
     length: int
     errors: list[RowError]
+    restarts: int = 0
+    rows_lost: int = 0
+    clipped: dict[str, int] = field(default_factory=dict)
+    unseen: dict[str, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.ends)
@@ -79,7 +89,7 @@ def plan_windows(parsed: ParsedRows, times_raw: Sequence, bundle: Bundle) -> Row
     bounds = np.flatnonzero(np.diff(np.sort(asset_code, kind="stable"))) + 1
     errors = dict(parsed.errors)
     accepted, ends = [], []
-    n_acc = 0
+    n_acc = restarts = rows_lost = 0
     for group in np.split(order, bounds) if len(order) else []:
         t = parsed.time[group]
         before = np.r_[-np.inf, np.maximum.accumulate(t)[:-1]]
@@ -90,8 +100,11 @@ def plan_windows(parsed: ParsedRows, times_raw: Sequence, bundle: Bundle) -> Row
             errors[row] = RowError(row + 1, parsed.asset[row], bundle.time_column, message)
         rows, ta = group[keep], t[keep]
         pos = np.arange(len(ta))
-        run_start = np.maximum.accumulate(np.where(gap_restarts(ta, max_gap), pos, 0))
+        restart = gap_restarts(ta, max_gap)
+        run_start = np.maximum.accumulate(np.where(restart, pos, 0))
         ends.append(n_acc + window_ends(run_start, length, stride))
+        restarts += int(restart[1:].sum())
+        rows_lost += int(((run_start > 0) & (pos - run_start < length - 1)).sum())
         accepted.append(rows)
         n_acc += len(rows)
     acc = np.concatenate(accepted) if accepted else np.empty(0, np.int64)
@@ -110,7 +123,28 @@ def plan_windows(parsed: ParsedRows, times_raw: Sequence, bundle: Bundle) -> Row
         condition=parsed.code[rows],
         length=length,
         errors=[errors[i] for i in sorted(errors)],
+        restarts=restarts,
+        rows_lost=rows_lost,
+        clipped=parsed.clipped,
+        unseen=parsed.unseen,
     )
+
+
+@dataclass
+class TableResult:
+    """What :meth:`EdgeModel.predict_table` returns: predictions and what happened to the rows.
+
+    ``columns``/``errors``: as :meth:`EdgeModel.predict_rows`; ``rows``: rows read;
+    ``restarts``, ``rows_lost``, ``clipped``, ``unseen``: as in :class:`RowWindows`.
+    """
+
+    columns: dict[str, Any]
+    errors: list[RowError]
+    rows: int
+    restarts: int
+    rows_lost: int
+    clipped: dict[str, int]
+    unseen: dict[str, int]
 
 
 class EdgeModel:
@@ -140,6 +174,8 @@ class EdgeModel:
         self.input_name, self.output_name = self._check_model()
         self.preprocessor = Preprocessor(self.bundle)
         self.conditions = self.preprocessor.conditions
+        # dynamic INT8 scales span a call: one window per call keeps predictions batch-free
+        self.window_calls = self.bundle.window_calls
 
     def _check_model(self) -> tuple[str, str]:
         model = self.bundle.manifest["model"]
@@ -165,12 +201,17 @@ class EdgeModel:
         return model["input"], model["output"]
 
     def predict_windows(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
-        """Predictions (n,) float32 for normalized windows ``x`` (n, time, channels)."""
+        """Predictions (n,) float32 for normalized windows ``x`` (n, time, channels).
+
+        ``batch_size`` windows per ONNX call; one per call when the bundle needs it
+        (:attr:`Bundle.window_calls`), so a window's prediction never depends on the
+        other windows of ``x``.
+        """
         x = np.ascontiguousarray(x, dtype=np.float32)
         want = (self.bundle.window_length, len(self.bundle.feature_columns))
         if x.ndim != 3 or x.shape[1:] != want:
             raise ValueError(f"windows must have shape (n, {want[0]}, {want[1]}), got {x.shape}")
-        step = self.fixed_batch or max(int(batch_size), 1)
+        step = 1 if self.window_calls else self.fixed_batch or max(int(batch_size), 1)
         k = self.n_classes
         out = np.empty((len(x), k) if k else len(x), dtype=np.float32)
         for start in range(0, len(x), step):
@@ -232,19 +273,26 @@ class EdgeModel:
         hit = values <= thr if self.bundle.alarm_when == "below" else values >= thr
         return hit.astype(np.int8)
 
-    def windows_for_rows(self, rows: Mapping[str, Sequence]) -> RowWindows:
-        """Validate ``rows`` (columnar) and find their windows (gathered on demand)."""
-        parsed = self.preprocessor.parse(rows)
+    def windows_for_rows(
+        self, rows: Mapping[str, Sequence], asset: str | None = None
+    ) -> RowWindows:
+        """Validate ``rows`` (columnar) and find their windows (gathered on demand).
+
+        ``asset``: the name of the one asset when the bundle has no asset column.
+        """
+        parsed = self.preprocessor.parse(rows, asset=asset)
         return plan_windows(parsed, rows[self.bundle.time_column], self.bundle)
 
     def predict_rows(
-        self, rows: Mapping[str, Sequence], batch_size: int = 1024
+        self, rows: Mapping[str, Sequence], batch_size: int = 1024, asset: str | None = None
     ) -> tuple[dict[str, Any], list[RowError]]:
         """Predict every window of a table of rows.
 
         Args:
             rows: columnar input ``{column: sequence}``, one entry per row.
             batch_size: windows per ONNX call.
+            asset: the name of the one asset of all rows when the bundle was trained
+                without asset ids (``input.asset_column`` null); ignored otherwise.
 
         Returns:
             Output columns ``asset``, ``time`` (as given), ``condition`` (name or
@@ -252,8 +300,28 @@ class EdgeModel:
             ``_high`` (with ``task.interval``: ``rul_low``, ``rul_high``) and ``alarm``
             (0/1, only with a threshold or an interval lead time); one row per window, by asset in order of first
             appearance, then time. And one :class:`RowError` per rejected row.
+            :meth:`predict_table` also says what else happened to the rows.
         """
-        win = self.windows_for_rows(rows)
+        result = self.predict_table(rows, batch_size, asset)
+        return result.columns, result.errors
+
+    def predict_table(
+        self, rows: Mapping[str, Sequence], batch_size: int = 1024, asset: str | None = None
+    ) -> TableResult:
+        """:meth:`predict_rows` with the report: restarts, rows lost, clamped, unseen conditions."""
+        columns, win = self._predict(rows, batch_size, asset)
+        return TableResult(
+            columns=columns,
+            errors=win.errors,
+            rows=max((len(v) for v in rows.values()), default=0),
+            restarts=win.restarts,
+            rows_lost=win.rows_lost,
+            clipped=win.clipped,
+            unseen=win.unseen,
+        )
+
+    def _predict(self, rows: Mapping[str, Sequence], batch_size: int, asset: str | None):
+        win = self.windows_for_rows(rows, asset)
         k = self.n_classes
         values = np.empty((len(win), k) if k else len(win), dtype=np.float32)
         step = max(int(batch_size), 1)
@@ -271,7 +339,7 @@ class EdgeModel:
             best = values.argmax(axis=1) if len(values) else np.zeros(0, dtype=np.int64)
             out[self.bundle.output_name] = [classes[i] for i in best]
             out["probability"] = values.max(axis=1) if len(values) else values[:, 0]
-            return out, win.errors
+            return out, win
         out[self.bundle.output_name] = values
         bounds = self.interval(values, win.condition)
         if bounds is not None:
@@ -284,4 +352,4 @@ class EdgeModel:
             alarm = np.where(np.isnan(thresholds), 0, values >= thresholds).astype(np.int8)
         if alarm is not None:
             out["alarm"] = alarm
-        return out, win.errors
+        return out, win

@@ -4,12 +4,17 @@ Each asset keeps a ring buffer of its last ``window_length`` normalized rows
 (a preallocated (time, channels) float32 array), the time of its last accepted
 row and how many complete windows it has seen since its last restart. Rows
 are parsed by the same code as batch mode, so both give the same predictions.
+
+What happened to each asset's rows is counted in :attr:`StreamingPredictor.report`
+(``AssetReport``: rows, rejected, predictions, window restarts, rows left without a
+prediction by a restart, values clamped into the valid range, operating-condition
+values not seen in training).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +44,28 @@ class Prediction:
     threshold: float | None = None  # the asset's learned threshold (task.asset_threshold)
 
 
+@dataclass
+class AssetReport:
+    """Counts for one asset's rows since it was first seen (or reset).
+
+    ``rows_lost``: accepted rows that ended no window because the asset's window
+    had restarted (a gap longer than ``max_gap``) and was not full again yet.
+    ``clipped``: per feature, values clamped into the valid range (``action: clip``).
+    ``unseen``: per operating-condition value not seen in training, rows with it
+    (normalized with the global statistics, predictions labelled ``unseen``).
+    """
+
+    rows: int = 0
+    rejected: int = 0
+    predictions: int = 0
+    restarts: int = 0
+    rows_lost: int = 0
+    clipped: dict[str, int] = field(default_factory=dict)
+    unseen: dict[str, int] = field(default_factory=dict)
+
+
 class _AssetState:
-    __slots__ = ("buffer", "calibration", "count", "last_time", "pos", "threshold")
+    __slots__ = ("buffer", "calibration", "count", "last_time", "pos", "restarts", "threshold")
 
     def __init__(self, length: int, channels: int):
         self.calibration: list[float] = []  # first scores (task.asset_threshold)
@@ -48,10 +73,12 @@ class _AssetState:
         self.buffer = np.zeros((length, channels), dtype=np.float32)
         self.pos = 0  # where the next row goes (the oldest row once full)
         self.count = 0  # rows since the last restart
+        self.restarts = 0
         self.last_time: float | None = None
 
     def restart(self) -> None:
         self.pos = self.count = 0
+        self.restarts += 1
 
 
 class StreamingPredictor:
@@ -59,10 +86,14 @@ class StreamingPredictor:
 
     Args:
         model: an :class:`EdgeModel`, a :class:`Bundle` or a bundle folder.
+        asset: the name of the one asset when the bundle was trained without asset ids.
     """
 
-    def __init__(self, model: EdgeModel | Bundle | str | Path, threads: int = 1):
+    def __init__(
+        self, model: EdgeModel | Bundle | str | Path, threads: int = 1, asset: str | None = None
+    ):
         self.model = model if isinstance(model, EdgeModel) else EdgeModel(model, threads)
+        self.asset = asset  # the one asset's name when the bundle has no asset column
         bundle = self.model.bundle
         self.length, self.stride, self.max_gap = (
             bundle.window_length,
@@ -76,6 +107,7 @@ class StreamingPredictor:
         self._assets: dict[str, _AssetState] = {}
         spec = bundle.task.get("asset_threshold")
         self.asset_threshold = None if spec is None else check_spec(spec)
+        self.report: dict[str, AssetReport] = {}  # per asset ("": rows without an asset id)
 
     @property
     def learned_thresholds(self) -> dict[str, float]:
@@ -94,25 +126,43 @@ class StreamingPredictor:
         return value >= state.threshold, state.threshold
 
     def reset(self, asset: str | None = None) -> None:
-        """Forget one asset's history (its next window starts empty), or every asset's."""
+        """Forget one asset's history and counts (its next window starts empty), or every asset's."""
         if asset is None:
             self._assets.clear()
+            self.report.clear()
             self.rows_seen = 0
         else:
             self._assets.pop(str(asset), None)
+            self.report.pop(str(asset), None)
+
+    def _count(self, asset: str | None) -> AssetReport:
+        key = "" if asset is None else asset
+        if key not in self.report:
+            self.report[key] = AssetReport()
+        return self.report[key]
 
     def feed(self, row: Mapping[str, object], row_number: int | None = None) -> Prediction | None:
         """Add one row; return the prediction when this row completes a due window.
 
         Raises :class:`RowError` for a bad row (missing column or value, not a
-        number, time not after the asset's previous row); nothing changes then.
+        number, outside the valid range, time not after the asset's previous row);
+        nothing changes then but the asset's counts in :attr:`report`.
         """
+        try:
+            prediction = self._feed(row, row_number)
+        except RowError as err:
+            self._count(err.asset).rows += 1
+            self._count(err.asset).rejected += 1
+            raise
+        return prediction
+
+    def _feed(self, row: Mapping[str, object], row_number: int | None) -> Prediction | None:
         self.rows_seen += 1
         number = self.rows_seen if row_number is None else row_number
         bundle = self.model.bundle
         missing = [c for c in self.required if c not in row]
         if missing:
-            asset = row.get(bundle.asset_column)
+            asset = row.get(bundle.asset_column) if bundle.asset_column else self.asset
             raise RowError(
                 number,
                 None if asset is None else str(asset),
@@ -120,7 +170,9 @@ class StreamingPredictor:
                 f"the row lacks the column(s) {missing}; every row needs: "
                 f"{', '.join(self.required)}",
             )
-        parsed = self.model.preprocessor.parse({c: [row[c]] for c in self.required}, number)
+        parsed = self.model.preprocessor.parse(
+            {c: [row[c]] for c in self.required}, number, asset=self.asset
+        )
         if parsed.errors:
             raise parsed.errors[0]
         asset, t = parsed.asset[0], float(parsed.time[0])
@@ -136,8 +188,17 @@ class StreamingPredictor:
         state.buffer[state.pos] = parsed.x[0]
         state.pos = (state.pos + 1) % self.length
         state.count += 1
+        counts = self._count(asset)
+        counts.rows += 1
+        for total, hits in ((counts.clipped, parsed.clipped), (counts.unseen, parsed.unseen)):
+            for key, n in hits.items():
+                total[key] = total.get(key, 0) + n
+        counts.restarts = state.restarts
+        if state.restarts and state.count < self.length:
+            counts.rows_lost += 1
         if not window_due(state.count, self.length, self.stride):
             return None
+        counts.predictions += 1
         window = np.concatenate([state.buffer[state.pos :], state.buffer[: state.pos]])
         value = self.model.predict_windows(window[None])
         bounds = self.model.interval(value, parsed.code[:1])

@@ -6,11 +6,11 @@ import logging
 from importlib import resources
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 import plantml.resolvers  # noqa: F401  (stored run configs use them)
 from plantml.builders import build_datamodule, build_task, build_trainer, instantiate
+from plantml.checkpointing import load_weights, read_checkpoint
 from plantml.errors import CheckpointError, ConfigError
 from plantml.evaluation.results import finish_evaluation
 
@@ -103,7 +103,7 @@ def load_run(ckpt_path: str | Path, overrides: list[str], base: DictConfig | Non
     ``paths`` and ``run_name`` of the calling tool (eval, export).
     """
     ckpt = find_checkpoint(ckpt_path)
-    checkpoint = torch.load(ckpt, map_location="cpu", weights_only=False)
+    checkpoint = read_checkpoint(ckpt)
     cfg = run_config(ckpt, checkpoint)
     with open_dict(cfg):
         if base is not None:
@@ -114,12 +114,7 @@ def load_run(ckpt_path: str | Path, overrides: list[str], base: DictConfig | Non
     cfg = apply_overrides(cfg, list(overrides))
     datamodule = build_datamodule(cfg)
     task = build_task(cfg, datamodule)
-    missing, unexpected = task.load_state_dict(checkpoint["state_dict"], strict=False)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"{ckpt} does not fit the model built from its config (missing {missing[:5]}, "
-            f"unexpected {unexpected[:5]}); do not override model.* when evaluating"
-        )
+    load_weights(task, checkpoint, ckpt, "do not override model.* when evaluating or exporting")
     return ckpt, cfg, datamodule, task, checkpoint
 
 

@@ -117,3 +117,34 @@ def write_bundle(
     write_manifest(folder, manifest)
     load_bundle(folder)  # what a device will do: read it back and check every hash
     return folder
+
+
+def write_sample_rows(
+    bundle: str | Path, data, split: str, path: str | Path, assets: int = 2, rows: int = 600
+) -> Path:
+    """A CSV of rows as the device receives them, to try the bundle on real input.
+
+    The last ``rows`` cleaned rows of up to ``assets`` assets of ``split`` (the run's
+    scored split), in the bundle's input columns, timestamps as ISO-8601:
+    ``plantml-edge predict --bundle BUNDLE --input sample_rows.csv`` works as it is.
+    """
+    import numpy as np
+
+    manifest = load_bundle(bundle).manifest
+    table, frame = data.table, data.frame
+    index = data.windows[split]
+    codes = list(dict.fromkeys(np.asarray(index.assets).tolist()))[:assets]
+    names = {str(data.asset_names[c]) for c in codes}
+    chosen = frame[frame[table.asset_column].astype(str).isin(names)]
+    chosen = chosen.groupby(table.asset_column, sort=False).tail(rows)
+    inp, cond = manifest["input"], manifest["conditions"]
+    columns = [c for c in (inp["asset_column"], inp["time_column"]) if c]
+    columns += inp["feature_columns"]
+    columns += [cond["column"]] if cond["mode"] == "column" else cond.get("settings") or []
+    out = chosen[list(dict.fromkeys(columns))].copy()
+    time = inp["time_column"]
+    if str(out[time].dtype).startswith("datetime"):
+        out[time] = out[time].dt.strftime("%Y-%m-%dT%H:%M:%S")
+    path = Path(path)
+    out.to_csv(path, index=False)
+    return path

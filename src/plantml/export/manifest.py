@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from plantml.core.valid_range import intersect
 from plantml.data.alignment import ticks
 from plantml.data.cleaning import resolve_config
 from plantml.data.pipeline import PreparedData
@@ -82,6 +83,27 @@ def sampling_period(data: PreparedData, cleaning: Mapping | None) -> float | Non
     return _median_step(data, datetime_time)
 
 
+def valid_range(data: PreparedData, cleaning: Mapping | None) -> dict[str, Any] | None:
+    """The ``input.valid_range`` block: per feature, the range training accepted, and the action.
+
+    The range is the ``sanity`` step's bounds (fitted on the training split)
+    narrowed by the physical ``clip.bounds``; the action is the sanity step's
+    (``nan``: the device rejects the row, ``clip``: it clamps the value), or
+    clip's when only clip ran. None when neither step set a bound.
+    """
+    cfg = resolve_config(cleaning)
+    sanity = data.cleaning.get("sanity", {}).get("bounds") or {}
+    physical = (cfg["clip"]["bounds"] or {}) if cfg["clip"]["enabled"] else {}
+    bounds = {}
+    for col in data.feature_names:
+        if col in sanity or col in physical:
+            bounds[col] = intersect(sanity.get(col), physical.get(col))
+    if not bounds:
+        return None
+    action = cfg["sanity"]["action"] if sanity else cfg["clip"]["action"]
+    return {"bounds": bounds, "action": action}
+
+
 def input_manifest(data: PreparedData, cleaning: Mapping | None, stride: int = 1) -> dict[str, Any]:
     """The ``input``, ``normalization`` and ``conditions`` blocks of a bundle manifest.
 
@@ -111,9 +133,10 @@ def input_manifest(data: PreparedData, cleaning: Mapping | None, stride: int = 1
             "cannot send (the runtime rejects rows with missing values instead of filling "
             "them); retrain with data.cleaning.fill.mask_as_feature=false to export it"
         )
-    return {
+    out = {
         "input": {
-            "asset_column": table.asset_column,
+            # null: the ids were made up in training (one per file): the device needs none
+            "asset_column": table.asset_column if table.asset_ids_given else None,
             "time_column": table.time_column,
             "time_kind": time_kind,
             "sampling_period": period,
@@ -126,3 +149,7 @@ def input_manifest(data: PreparedData, cleaning: Mapping | None, stride: int = 1
         "normalization": data.scaler.state(),
         "conditions": data.conditions.state(),
     }
+    accepted = valid_range(data, cleaning)
+    if accepted is not None:
+        out["input"]["valid_range"] = accepted
+    return out

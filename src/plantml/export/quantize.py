@@ -13,6 +13,15 @@ trained C-MAPSS transformer (d_model 64) static QDQ gave 202 KB and 0.70 ms per
 window against 139 KB and about the float latency for dynamic, at the same
 RMSE: the Q/DQ pairs around every small MatMul cost more than they save.
 
+Dynamic scales span the whole input of a call, so a window's prediction would
+change with the other windows of its batch (up to 5e-3 on the benchmark LSTM).
+:func:`quantize` reports ``per_window: true`` for such graphs and the bundle's
+manifest tells the runtime to call the model one window at a time
+(``scripts/bench_edge.py --per-window``, two runs: 0.29-0.32x the float model's batch
+throughput against 0.40-0.41x for a Loop over windows inside the graph, but 43-53 µs per
+single window against 58-60 µs; streaming, the device's usual mode, calls one window at a
+time anyway).
+
 Neither quantizes GRU: a GRU model keeps its recurrent layers in float and
 only its Linear layers shrink. :func:`quantize` says so in its result rather
 than pretend.
@@ -34,6 +43,7 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
+from plantml.edge.bundle import DYNAMIC_QUANT_OPS
 from plantml.errors import ConfigError
 from plantml.export.onnx import compact
 
@@ -134,6 +144,9 @@ def quantize(
         root.setLevel(level)
     compact(dst)
     after = op_counts(dst)
+    # dynamic activation scales span a call's whole input: the bundle says to score each
+    # window in its own call, so a prediction never depends on the rest of its batch
+    per_window = bool(set(DYNAMIC_QUANT_OPS) & set(after))
     still_float = {op: n for op, n in after.items() if op in FLOAT_OPS}
     if chosen == "static":
         # in QDQ graphs float ops sit between Q/DQ pairs: they run in INT8 kernels
@@ -164,5 +177,6 @@ def quantize(
         else len(calibration),
         "quantized_ops": quantized,
         "float_ops": still_float,
+        "per_window": per_window,
         "notes": notes,
     }

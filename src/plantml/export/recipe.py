@@ -32,7 +32,7 @@ from plantml.evaluation.metrics import (
     best_f1_threshold,
 )
 from plantml.export import onnx as ox
-from plantml.export.bundle import write_bundle
+from plantml.export.bundle import write_bundle, write_sample_rows
 from plantml.export.distill import distill
 from plantml.export.finetune import fit
 from plantml.export.onnx import ExportError
@@ -51,6 +51,8 @@ RECIPE_KEYS = {
     "quantize",
     "parity",
     "max_metric_change",
+    "fallbacks",
+    "fallback_epochs",
     "conformal",
     "calibration",
     "asset_threshold",
@@ -194,6 +196,16 @@ def _check_metric_change(limits: dict, baseline: dict, final: dict, kind: str) -
     return problems
 
 
+def calibrated_threshold(task, pred: np.ndarray, y: np.ndarray) -> float:
+    """An anomaly or failure model's alarm threshold from its scores ``pred`` (n,) on
+    validation windows labelled ``y`` (n,): the task's rule on the normal windows (anomaly),
+    best F1 (failure)."""
+    if task.kind == "anomaly":
+        normal = pred[y < 0.5]
+        return float(task.calibrate(normal)) if len(normal) else task.threshold_value()
+    return best_f1_threshold(torch.from_numpy(pred.astype(np.float32)), torch.from_numpy(y))
+
+
 class ExportRun:
     """One recipe on one checkpoint: the current model, the variants measured so far."""
 
@@ -268,11 +280,7 @@ class ExportRun:
         if kind not in ("anomaly", "failure") or fixed or not len(self.calibration.y):
             return task.threshold_value()
         pred = ox.run_onnx(ox.session(path, self.measure.threads), self.calibration.windows)
-        y = self.calibration.y
-        if kind == "anomaly":
-            normal = pred[y < 0.5]
-            return float(task.calibrate(normal)) if len(normal) else task.threshold_value()
-        return best_f1_threshold(torch.from_numpy(pred.astype(np.float32)), torch.from_numpy(y))
+        return calibrated_threshold(task, pred, self.calibration.y)
 
     def distill(self, spec: dict) -> None:
         self.current, self.current_cfg, history = distill(
@@ -411,11 +419,18 @@ class ExportRun:
                 "parameters": final["parameters"],
                 "exporter": final["export"]["exporter"],
                 "opset": final["export"]["opset"],
+                "per_window": bool((final.get("quantization") or {}).get("per_window")),
                 **{k: final[k] for k in ("export", "quantization") if k in final},
             },
             metrics={"split": self.split, **final["metrics"]},
             lineage=_lineage(self.ckpt, self.checkpoint, self.run_cfg, self.recipe),
             task_extra=task_extra,
+        )
+        samples = write_sample_rows(
+            bundle,
+            self.datamodule.prepared(self.split),
+            self.split,
+            self.out_dir / "sample_rows.csv",
         )
         torch_v, onnx_v = self.variants[0], self.variants[1]
         report = {
@@ -428,6 +443,7 @@ class ExportRun:
             "threads": self.measure.threads,
             "headline_metric": HEADLINE[kind],
             "bundle": str(bundle),
+            "sample_rows": str(samples),
             "final_variant": final["name"],
             "size_ratio_vs_onnx_fp32": final["bytes"] / onnx_v["bytes"],
             "latency_speedup_vs_torch": torch_v["latency"]["p50_ms"] / final["latency"]["p50_ms"],
@@ -457,4 +473,10 @@ def run_export(cfg: DictConfig) -> dict:
         spec = run.recipe.get(step)
         if spec:
             getattr(run, step)(spec)
-    return run.finish()
+    report = run.finish()
+    if run.recipe.get("fallbacks"):  # bundles without named sensors (plantml.export.fallback)
+        from plantml.export.fallback import export_fallbacks
+
+        report["fallbacks"] = export_fallbacks(run, report["bundle"])
+        write_report(run.out_dir, report)
+    return report

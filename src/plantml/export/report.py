@@ -126,9 +126,12 @@ def print_summary(report: dict) -> None:
     console.print(table)
     for note in report.get("notes", []):
         console.print(f"note: {note}")
+    from plantml.shell import runnable
+
     console.print(
         f"bundle {report['bundle']}: {report['size_ratio_vs_onnx_fp32']:.0%} of the fp32 ONNX "
         f"size, {report['latency_speedup_vs_torch']:.1f}x faster than torch per window\n"
-        f"run it: plantml-edge predict --bundle {report['bundle']} --input rows.csv "
-        "--output predictions.csv"
+        f"run it on sample rows: {runnable('plantml-edge')} predict --bundle {report['bundle']} "
+        f"--input {report.get('sample_rows', 'rows.csv')} --output predictions.csv",
+        soft_wrap=True,
     )

@@ -165,7 +165,10 @@ def train_command(settings: Settings, name: str) -> str:
     """The plantml-train command that trains an experiment file of the study folder."""
     import shlex
 
-    command = f"plantml-train --config-dir {shlex.quote(str(settings.study_dir / 'configs'))}"
+    from plantml.shell import runnable
+
+    command = f"{runnable('plantml-train')} --config-dir "
+    command += shlex.quote(str(settings.study_dir / "configs"))
     dirs = ",".join(f"file://{Path(d).resolve()}" for d in settings.setup.config_dirs)
     if dirs:  # the base experiment may live in the study's own --config-dir
         command += " " + shlex.quote(f"hydra.searchpath=[{dirs}]")

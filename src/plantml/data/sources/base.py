@@ -24,6 +24,8 @@ class Source(abc.ABC):
 
     #: True when ``load("test")`` returns an official test set with its own truth.
     has_official_test: bool = False
+    #: How to get more data from this source, for errors about too few windows or failures.
+    more_data_hint: str = "add assets or longer records to the data"
 
     @abc.abstractmethod
     def load(self, split: str = "train") -> SensorTable:

@@ -117,6 +117,8 @@ class SyntheticFleet(Source):
         duplicate_rate: chance that a row is written twice.
     """
 
+    more_data_hint = "simulate more pumps or days (data.n_assets, data.days)"
+
     def __init__(
         self,
         n_assets: int = 24,

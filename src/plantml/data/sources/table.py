@@ -20,6 +20,14 @@ import pandas as pd
 
 from plantml.data.leakage import find_label_like
 from plantml.data.sources.base import Source, check_split, resolve_files
+from plantml.data.sources.parsing import (
+    check_separator,
+    decimal_comma,
+    numbers,
+    sniff_separator,
+    time_zones,
+    utc_naive,
+)
 from plantml.data.sources.path_fields import compile_pattern, path_fields
 from plantml.data.table import SensorTable
 from plantml.errors import ConfigError, DataError, did_you_mean
@@ -30,6 +38,7 @@ ASSET_FROM = ("auto", "column", "file", "single")
 UNIX_FORMATS = {"unix_s": "s", "unix_ms": "ms", "unix_us": "us", "unix_ns": "ns"}
 LABEL_CHECKS = ("error", "warn", "off")
 FILE_ASSET = "asset"  # the asset column's name when assets come from files
+MOSTLY_NUMBERS = 0.5  # a text column with at least this share of numbers is a sensor with junk
 
 
 class TableSource(Source):
@@ -50,7 +59,7 @@ class TableSource(Source):
             ``exclude_columns`` and path fields), checked for label-like columns.
         exclude_columns: columns never used as default features.
         maintenance_column: 0/1 maintenance event column, if any.
-        sep: CSV separator (``None`` sniffs it).
+        sep: CSV separator (``None``: detected from the head of the file; ``,`` if unclear).
         time_unit: unit of durations for timestamp time (``h``, ``min``, ``D``).
         asset_from: ``auto`` (the rule in the module doc), ``column``, ``file`` (each
             file is an asset; with ``asset_column`` too, ``<file>/<value>``) or
@@ -62,6 +71,12 @@ class TableSource(Source):
             (numbers as they are, text parsed as ISO-like timestamps).
         sampling_rate: rows per second when ``time_column`` is None.
         label_check: what a label-like default feature does: ``error``, ``warn`` or ``off``.
+        time_utc: convert every timestamp to UTC, also in a column that mixes UTC
+            offsets or stamps with and without one (taken as UTC); without it such a
+            column is an error (see :mod:`plantml.data.sources.parsing`).
+        max_non_numeric: the largest share of a sensor or setting column's cells that may
+            be non-numeric text (``ERR``, ``#VALUE!``); such cells are read as missing,
+            counted per column and reported by cleaning. Above it the load fails.
     """
 
     def __init__(
@@ -76,13 +91,15 @@ class TableSource(Source):
         feature_columns: list[str] | None = None,
         exclude_columns: list[str] | None = None,
         maintenance_column: str | None = None,
-        sep: str | None = ",",
+        sep: str | None = None,
         time_unit: str = "h",
         asset_from: str = "auto",
         path_fields: str | None = None,
         time_format: str | None = None,
         sampling_rate: float | None = None,
         label_check: str = "error",
+        time_utc: bool = False,
+        max_non_numeric: float = 0.01,
     ):
         if not path:
             raise ConfigError("data.path is not set; point it at a CSV or Parquet file (or a glob)")
@@ -118,6 +135,10 @@ class TableSource(Source):
         self.time_format = time_format
         self.sampling_rate = None if sampling_rate is None else float(sampling_rate)
         self.label_check = label_check
+        self.time_utc = bool(time_utc)
+        if not 0 <= float(max_non_numeric) <= 1:
+            raise ConfigError(f"data.max_non_numeric must be in [0, 1], got {max_non_numeric}")
+        self.max_non_numeric = float(max_non_numeric)
 
     def files(self, split: str = "train") -> list[Path]:
         return resolve_files(
@@ -130,7 +151,12 @@ class TableSource(Source):
             if ".parquet" in suffix or suffix.endswith(".pq"):
                 return pd.read_parquet(path)
             if ".csv" in suffix or ".txt" in suffix:
-                return pd.read_csv(path, sep=self.sep, engine="python" if self.sep is None else "c")
+                sep = self.sep or sniff_separator(path) or ","
+                frame = pd.read_csv(path, sep=sep)
+                check_separator(frame, path, sep)
+                if sep == ";" and decimal_comma(frame):  # 12,5 in a European export
+                    frame = pd.read_csv(path, sep=sep, decimal=",")
+                return frame
         except pd.errors.EmptyDataError:
             raise DataError(f"{path} is empty (no header, no rows)") from None
         except (ValueError, OSError) as exc:
@@ -213,7 +239,9 @@ class TableSource(Source):
                 f"{did_you_mean(self.time_column, [str(c) for c in frame.columns])}. Without a "
                 "time column, set data.time_column=null to use the row order"
             )
-        frame[self.time_column] = parse_time(frame[self.time_column], self.time_format, name)
+        frame[self.time_column] = parse_time(
+            frame[self.time_column], self.time_format, name, self.time_utc
+        )
         return frame, self.time_column
 
     @staticmethod
@@ -242,12 +270,19 @@ class TableSource(Source):
         features = self.feature_columns
         if features is None:
             skip = used | set(self.exclude_columns) | set(fields)
-            features = [
-                c
-                for c in frame.columns
-                if c not in skip and pd.api.types.is_numeric_dtype(frame[c])
-            ]
+            features = [c for c in frame.columns if c not in skip and self._is_sensor(frame[c])]
+            text = [c for c in frame.columns if c not in skip and c not in features]
+            if text:
+                log.warning(
+                    "%s: text columns %s are not used as features; set data.feature_columns to "
+                    "choose the sensor columns yourself",
+                    name,
+                    text,
+                )
+            frame, coerced = self._coerce(frame, [*features, *self.setting_columns], name)
             features, notes = self._check_label_like(frame, features, name)
+        else:
+            frame, coerced = self._coerce(frame, [*features, *self.setting_columns], name)
         log.info("features (%d): %s", len(features), ", ".join(map(str, features)))
         return SensorTable(
             frame=frame,
@@ -258,8 +293,59 @@ class TableSource(Source):
             name=name,
             time_unit=self.time_unit,
             notes=notes,
+            asset_ids_given=mode in ("column", "field") or bool(self.asset_column),
+            non_numeric=coerced,
             **roles,
         )
+
+    @staticmethod
+    def _is_sensor(values: pd.Series) -> bool:
+        """Numeric, or text that is mostly numbers (a sensor column with a few junk cells)."""
+        if pd.api.types.is_numeric_dtype(values):
+            return True
+        if not (values.dtype == object or pd.api.types.is_string_dtype(values)):
+            return False
+        parsed, junk = numbers(values)
+        return parsed.notna().sum() >= MOSTLY_NUMBERS * max(
+            int(parsed.notna().sum() + junk.sum()), 1
+        )
+
+    def _coerce(self, frame: pd.DataFrame, columns: list[str], name: str):
+        """Text cells of sensor/setting columns become NaN; (frame, count per column).
+
+        A column with more than ``max_non_numeric`` of its given cells not numeric
+        is a :class:`DataError` naming the column, the share and examples.
+        """
+        counts: dict[str, int] = {}
+        for col in columns:
+            if col not in frame.columns or pd.api.types.is_numeric_dtype(frame[col]):
+                continue
+            values = frame[col]
+            if not (values.dtype == object or pd.api.types.is_string_dtype(values)):
+                continue  # timestamps, categories: SensorTable says they are not numeric
+            parsed, junk = numbers(values)
+            given = int(parsed.notna().sum() + junk.sum())
+            share = junk.sum() / max(given, 1)
+            if share > self.max_non_numeric:
+                examples = values[junk].astype(str).drop_duplicates().head(3).tolist()
+                rows = (junk.to_numpy().nonzero()[0][:3] + 1).tolist()
+                raise DataError(
+                    f"column {col!r} in {name} is not numeric ({int(junk.sum())} of {given} cells, "
+                    f"{share:.1%}, are not numbers, e.g. {examples} on data rows {rows}: more than "
+                    f"data.max_non_numeric={self.max_non_numeric:g}); fix the file, remove the "
+                    "column from data.feature_columns, or raise data.max_non_numeric to read "
+                    "such cells as missing"
+                )
+            frame = frame.assign(**{col: parsed})
+            counts[col] = int(junk.sum())
+        if any(counts.values()):
+            log.warning(
+                "%s: read %d non-numeric cells as missing (%s); cleaning fills or drops them",
+                name,
+                sum(counts.values()),
+                ", ".join(f"{c}: {n}" for c, n in counts.items() if n),
+            )
+        return frame, {c: n for c, n in counts.items() if n}
 
     def _check_label_like(
         self, frame: pd.DataFrame, features: list[str], name: str
@@ -291,22 +377,31 @@ def file_asset_names(files: list[Path]) -> list[str]:
     return [r.with_name(r.name.split(".")[0]).as_posix() for r in rel]
 
 
-def parse_time(values: pd.Series, time_format: str | None, name: str) -> pd.Series:
+def parse_time(
+    values: pd.Series, time_format: str | None, name: str, utc: bool = False
+) -> pd.Series:
     """The time column as numbers or timestamps; a value that cannot be parsed is an error
-    naming its row (counted from 1 over the concatenated files) and the format to use."""
+    naming its row (counted from 1 over the concatenated files) and the format to use.
+
+    Timestamps with a UTC offset come back in UTC without a time zone; a column that
+    mixes offsets is an error unless ``utc`` (:mod:`plantml.data.sources.parsing`).
+    """
     column = values.name
     if time_format in UNIX_FORMATS:
-        numbers = pd.to_numeric(values, errors="coerce")
-        parsed = pd.to_datetime(numbers, unit=UNIX_FORMATS[time_format], errors="coerce")
+        seconds = pd.to_numeric(values, errors="coerce")
+        parsed = pd.to_datetime(seconds, unit=UNIX_FORMATS[time_format], errors="coerce")
     elif time_format:
-        parsed = pd.to_datetime(values, format=time_format, errors="coerce")
+        parsed = pd.to_datetime(values, format=time_format, errors="coerce", utc=utc)
     elif pd.api.types.is_numeric_dtype(values) or pd.api.types.is_datetime64_any_dtype(values):
-        return values
+        return utc_naive(values)  # Parquet timestamps with a time zone: in UTC
     else:
+        zones = time_zones(values, column, name, utc)  # mixed offsets without utc: an error
+        as_utc = utc or zones is not None
+        mixed = "mixed" if zones == "mixed" else None
         try:
-            parsed = pd.to_datetime(values)
+            parsed = pd.to_datetime(values, utc=as_utc, format=mixed)
         except (ValueError, TypeError) as exc:
-            parsed = pd.to_datetime(values, errors="coerce", format="mixed")
+            parsed = pd.to_datetime(values, errors="coerce", format="mixed", utc=as_utc)
             if not parsed.notna().any():
                 raise DataError(
                     f"time column {column!r} in {name} is neither numeric nor a timestamp "
@@ -322,7 +417,7 @@ def parse_time(values: pd.Series, time_format: str | None, name: str) -> pd.Seri
             + f", first {values.iloc[row]!r} on data row {row + 1}; fix the values or set "
             "data.time_format (a strftime pattern, or unix_s / unix_ms)"
         )
-    return parsed
+    return utc_naive(parsed)
 
 
 def check_no_cross_file_merge(

@@ -77,11 +77,13 @@ def edge_parity(bundle: str, table: Path, run: Path) -> dict:
     model = EdgeModel(bundle)
     rows = read_table(table)
     n = len(rows["type"])
-    # data=table without asset and time columns: the file is the asset, the row order the
-    # time; a device sends both (here: the file stem and a row counter)
-    rows[model.bundle.asset_column] = [table.stem] * n
+    # data=table without asset and time columns: the file is the asset (its stem) and the row
+    # order the time; a device sends a row counter as the time column
     rows[model.bundle.time_column] = [str(i) for i in range(n)]
-    out, errors = model.predict_rows(rows)
+    asset = table.stem
+    if model.bundle.asset_column:
+        rows[model.bundle.asset_column] = [asset] * n
+    out, errors = model.predict_rows(rows, asset=asset)
     edge = pd.Series(out["failure_probability"], index=[int(float(t)) for t in out["time"]])
     diffs = []
     for split in ("val", "test"):

@@ -178,12 +178,13 @@ def test_process_table_gbm_calibrated_in_the_bundle(tmp_path):
     bundle, manifest = _export_and_predict(tmp_path, run)
     cal = manifest["task"]["calibration"]
     assert cal["folded_into_graph"] and cal["method"] == "platt"
-    rows = pd.read_csv(csv)
-    rows["asset"], rows["time"] = csv.stem, np.arange(len(rows))  # what a device sends
-    rows.to_csv(tmp_path / "device.csv", index=False)
-    sk, edge, both = _joined(
-        run, _edge(tmp_path, bundle, tmp_path / "device.csv"), "failure_probability"
-    )
+    # one file, one asset (no asset column): the device file carries the row counter as its
+    # time and is named like the training file, whose stem is the asset
+    assert manifest["input"]["asset_column"] is None
+    device = tmp_path / "device" / csv.name
+    device.parent.mkdir()
+    pd.read_csv(csv).assign(time=lambda f: np.arange(len(f))).to_csv(device, index=False)
+    sk, edge, both = _joined(run, _edge(tmp_path, bundle, device), "failure_probability")
     np.testing.assert_allclose(edge, apply_scaling(sk, cal["a"], cal["b"]), rtol=1e-4, atol=1e-5)
     threshold = manifest["task"]["threshold"]
     np.testing.assert_array_equal(both["alarm"], (edge >= threshold).astype(int))

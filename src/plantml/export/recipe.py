@@ -381,7 +381,15 @@ class ExportRun:
             f"{block['val_ece_before']:.4f} -> {block['val_ece_after']:.4f}"
         )
         block["parity"] = check
-        final = {**final, "file": str(dst), "bytes": dst.stat().st_size, "threshold": threshold}
+        final = {
+            **final,
+            "file": str(dst),
+            "bytes": dst.stat().st_size,
+            "threshold": threshold,
+            # the bundle's outputs on the measured windows (what later steps read, e.g. a
+            # reference profile of the outputs)
+            "_pred": apply_scaling(final["_pred"], block["a"], block["b"]).astype(np.float32),
+        }
         return final, {"calibration": block}
 
     def finish(self) -> dict:

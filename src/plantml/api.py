@@ -5,6 +5,7 @@ cfg = api.compose(["experiment=synthetic_failure", "trainer.max_epochs=2"], outp
 metrics = api.train(cfg)
 data = api.datamodule(cfg)          # the prepared fleet, windows and scaling
 evaluation = api.evaluate("outputs/demo/checkpoints/best.ckpt", ["data.split=test"], output_dir="outputs/demo-eval")
+report = api.export("outputs/demo", "int8", export_dir="export")   # the bundle: report["bundle"]
 """
 
 from __future__ import annotations
@@ -75,3 +76,22 @@ def evaluate(
 
     eval_cfg = compose([f"ckpt_path={ckpt_path}"], output_dir=output_dir, config_name="eval")
     return evaluate_checkpoint(eval_cfg, list(overrides or []))
+
+
+def export(
+    ckpt_path: str | Path,
+    recipe: str = "int8",
+    export_dir: str | Path | None = None,
+    overrides: list[str] | None = None,
+) -> dict:
+    """Export a checkpoint (or run folder) as ``plantml-export`` does; returns the report.
+
+    ``overrides`` change export.yaml (``measure.repeats=50``, ``name=...``).
+    """
+    from plantml.export.recipe import run_export
+
+    args = [f"ckpt_path={ckpt_path}", f"export={recipe}", *list(overrides or [])]
+    if export_dir is not None:
+        args.append(f"export_dir={export_dir}")
+    out = Path(export_dir or "export") / "logs"
+    return run_export(compose(args, output_dir=out, config_name="export"))

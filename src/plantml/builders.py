@@ -71,6 +71,11 @@ def build_task(cfg: DictConfig, datamodule: SensorDataModule):
         out_features=len(data.class_names) if is_class else 1,
     )
     task_cfg = OmegaConf.to_container(cfg.task, resolve=True)
+    if getattr(model, "classical", False):  # a tree ensemble: the task fits it in one pass
+        from plantml.tasks.classical import classical_task_class
+
+        cls = classical_task_class(hydra.utils.get_class(cfg.task._target_))
+        task_cfg["_target_"] = f"{cls.__module__}.{cls.__qualname__}"
     if is_class:
         task_cfg["class_names"] = list(data.class_names)
     for key in TASK_ONLY_KEYS:

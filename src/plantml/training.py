@@ -165,10 +165,13 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
     extra = {
         "epochs": trainer.current_epoch,
         "best_checkpoint": best,
-        "model/parameters": sum(p.numel() for p in task.model.parameters() if p.requires_grad),
+        "model/parameters": sum(p.numel() for p in task.model.parameters() if p.requires_grad)
+        or getattr(task.model, "parameter_count", int)(),  # classical models: tree nodes
     }
     throughput = next((c for c in callbacks if isinstance(c, ThroughputMonitor)), None)
-    if throughput and throughput.windows_per_second:
+    if getattr(task, "classical", False):  # fitted in one pass: no training steps to time
+        extra["train/fit_seconds"] = task.fit_info.get("seconds")
+    elif throughput and throughput.windows_per_second:
         extra["train/windows_per_second"] = throughput.windows_per_second
     gate_split = "test" if "test" in task.results else "val"
     title = f"{cfg.get('run_name', 'run')}: results"
@@ -181,6 +184,7 @@ def train(cfg: DictConfig, extra_callbacks: list[Callback] | None = None) -> dic
         title,
         extra,
         trainer.is_global_zero,
+        run_cfg=cfg,
     )
     if trainer.is_global_zero:
         for logger in loggers:

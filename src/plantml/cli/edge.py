@@ -106,7 +106,16 @@ def _stream(args: argparse.Namespace) -> int:
     bundle = stream.model.bundle
     stream.model.preprocessor.check_columns(read_header(args.input))  # whole-input error: exit 2
     header = ["asset", "time", "condition", bundle.output_name]
-    if bundle.threshold is not None:
+    interval = bundle.interval is not None
+    if interval:
+        header += [f"{bundle.output_name}_low", f"{bundle.output_name}_high"]
+    has_alarm = bundle.threshold is not None or (
+        interval and bundle.interval.get("alarm_lead_time") is not None
+    )
+    learns = stream.asset_threshold is not None  # each asset's own threshold
+    if learns:
+        header.append("threshold")
+    if has_alarm or learns:
         header.append("alarm")
     writer = csv.writer(sys.stdout, lineterminator="\n")
     writer.writerow(header)
@@ -125,6 +134,10 @@ def _stream(args: argparse.Namespace) -> int:
         if p is not None:
             n_pred += 1
             values = [p.asset, p.time, p.condition, p.value]
+            if interval:
+                values += [p.low, p.high]
+            if learns:
+                values.append("" if p.threshold is None else p.threshold)  # calibrating
             writer.writerow(format_row(values + ([] if p.alarm is None else [int(p.alarm)])))
             sys.stdout.flush()
     reports = stream.report.values()
@@ -242,7 +255,29 @@ def _info(args: argparse.Namespace) -> int:
     unit = f" ({task['unit']})" if task.get("unit") else ""
     about = f": {task['description']}" if task.get("description") else ""
     print(f"task:        {task['kind']} -> {b.output_name}{unit}{about}")
-    if b.threshold is None:
+    spec = b.interval
+    if spec is not None:
+        per = "per condition" if spec["by"] == "condition" else "one for all conditions"
+        print(
+            f"interval:    {100 * spec['level']:g} % conformal ({per}): {b.output_name}_low, "
+            f"{b.output_name}_high; half-widths {', '.join(f'{w:.3g}' for w in spec['half_width'])}"
+        )
+    if (task.get("calibration") or {}).get("folded_into_graph"):
+        cal = task["calibration"]
+        print(
+            f"calibrated:  {cal['method']} scaling inside the graph (a={cal['a']:.4g}, "
+            f"b={cal['b']:.4g})"
+        )
+    learn = task.get("asset_threshold")
+    if learn:
+        print(
+            f"per asset:   each asset learns its threshold on its first {learn['windows']} "
+            f"windows: {learn['margin']:g} x their {learn['quantile']:g} quantile (no alarms before)"
+        )
+    lead = (spec or {}).get("alarm_lead_time")
+    if b.threshold is None and lead is not None:
+        print(f"alarm:       {b.output_name}_low <= {lead:g}")
+    elif b.threshold is None:
         print("alarm:       none (no threshold)")
     else:
         print(

@@ -99,6 +99,10 @@ def evaluate():
     return launch("plantml-eval", "train", "plantml.cli.evaluate:main")
 
 
+def cv():
+    return launch("plantml-cv", "train", "plantml.cli.cv:main")
+
+
 def tune():
     return launch("plantml-tune", "train", "plantml.cli.tune:main")
 

@@ -128,6 +128,8 @@ class DataPipeline:
                 "column": None,  # method=condition; default: the condition column
                 "test_values": None,  # method=condition
                 "train_values": None,  # method=condition
+                "folds": None,  # method=asset: k-fold cross-validation over assets (k)
+                "fold": None,  # method=asset: which fold validates (0 .. k-1)
             },
             "split_by",
         )

@@ -8,7 +8,10 @@ windows in two splits.
 
 Methods (``data.split_by.method``):
 
-- ``asset``: whole assets, seeded, by ``val_fraction`` / ``test_fraction``.
+- ``asset``: whole assets, seeded, by ``val_fraction`` / ``test_fraction``. With ``folds``
+  (k >= 2) and ``fold`` (0 .. k-1): k-fold cross-validation over assets: the test assets
+  are held out as before, the others are cut into k folds of the seeded order and fold
+  ``fold`` validates (``val_fraction`` is not used); every asset validates in exactly one fold.
 - ``temporal``: time quantiles over all rows (train, then val, then test).
 - ``head``: per asset, the first ``head_rows`` rows (or ``head_fraction`` of its rows,
   or its rows up to the time ``head_until``) are train + val
@@ -47,6 +50,8 @@ def split_rows(
     column: str | None = None,
     test_values: list | None = None,
     train_values: list | None = None,
+    folds: int | None = None,
+    fold: int | None = None,
 ) -> np.ndarray:
     """Split code per row (int8).
 
@@ -74,9 +79,18 @@ def split_rows(
     if method == "condition":
         return _split_condition(table, column, test_values, train_values, val_fraction)
     frame = table.frame
+    if (folds is not None or fold is not None) and method != "asset":
+        raise ConfigError(
+            f"data.split_by.folds / fold cross-validate over assets and need method=asset, "
+            f"not {method}"
+        )
     if method == "asset":
         assets = np.array(sorted(frame[table.asset_column].unique(), key=str), dtype=object)
         n = len(assets)
+        if folds is not None or fold is not None:
+            code_of = _fold_codes(n, folds, fold, test_fraction, seed, table.name)
+            lookup = dict(zip(assets.tolist(), code_of.tolist(), strict=True))
+            return frame[table.asset_column].map(lookup).to_numpy(np.int8)
         # each non-empty fraction gets at least one asset
         n_val = max(round(val_fraction * n), 1) if val_fraction > 0 else 0
         n_test = max(round(test_fraction * n), 1) if test_fraction > 0 else 0
@@ -99,6 +113,38 @@ def split_rows(
     if test_fraction > 0:
         codes[time >= t_test] = 2
     return codes
+
+
+def _fold_codes(
+    n: int, folds: int | None, fold: int | None, test_fraction: float, seed: int, name: str
+) -> np.ndarray:
+    """Split code per asset (sorted order) for fold ``fold`` of ``folds`` (method=asset).
+
+    The seeded permutation puts the test assets first (as many as ``test_fraction`` asks,
+    at least one when it is > 0); the rest are cut into ``folds`` near-equal chunks in
+    permutation order, and chunk ``fold`` is val. Every non-test asset is val in exactly
+    one fold, and the test assets are the same in every fold.
+    """
+    if folds is None or fold is None:
+        raise ConfigError(
+            "k-fold cross-validation needs both data.split_by.folds (k >= 2) and "
+            f"data.split_by.fold (0 .. k-1); got folds={folds!r}, fold={fold!r}"
+        )
+    if isinstance(folds, bool) or int(folds) != folds or folds < 2:
+        raise ConfigError(f"data.split_by.folds must be a whole number >= 2, got {folds!r}")
+    if isinstance(fold, bool) or int(fold) != fold or not 0 <= fold < folds:
+        raise ConfigError(f"data.split_by.fold must be in 0 .. {int(folds) - 1}, got {fold!r}")
+    n_test = max(round(test_fraction * n), 1) if test_fraction > 0 else 0
+    if n - n_test < int(folds) + 1:
+        raise DataError(
+            f"{name} has {n} assets ({n_test} held out for test): too few for {folds} folds "
+            f"that each leave assets to train on; use data.split_by.folds <= {n - n_test - 1}"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    code_of = np.zeros(n, dtype=np.int8)
+    code_of[order[:n_test]] = SPLIT_CODES["test"]
+    code_of[np.array_split(order[n_test:], int(folds))[int(fold)]] = SPLIT_CODES["val"]
+    return code_of
 
 
 def _positions(table: SensorTable) -> tuple[np.ndarray, np.ndarray]:

@@ -35,7 +35,10 @@ library only. ``manifest.json`` (format version 1) holds::
                      "names": [str], "categories": [str], "center": [float]|null,
                      "scale": [float]|null, "centroids": [[float]]|null},
       "task": {"kind": "rul"|"failure"|"anomaly"|"class", "output_name": str, "description": str,
-               "unit": str|null, "threshold": float|null, "alarm_when": "above"|"below"|null, ...},
+               "unit": str|null, "threshold": float|null, "alarm_when": "above"|"below"|null,
+               "interval": {...} | absent,        # optional (RUL): conformal prediction intervals
+               "calibration": {...} | absent,     # optional (failure): informational, see below
+               ...},
       "files": {"model.onnx": "<sha256 hex>", ...every other file of the bundle except manifest.json},
       "manifest_sha256": "<sha256 hex of the manifest's canonical JSON without this key>",
       "lineage": {...}, "metrics": {...},      # free-form, informational
@@ -68,6 +71,23 @@ Semantics (one implementation, :mod:`plantml.core`, used by training and the dev
   model one window at a time; ``false``: batch calls; absent or null (bundles exported
   before the key existed): one window at a time if the model holds dynamic quantization ops.
 - Alarm: ``prediction >= threshold`` (``alarm_when: above``) or ``<=`` (``below``).
+- ``task.interval`` (optional; bundles without it load as before)::
+
+      {"method": "split_conformal", "level": float in (0, 1), "by": "none" | "condition",
+       "half_width": [float >= 0] * (n_conditions + 1),   # last entry global
+       "floor": float | null, "alarm_lead_time": float | null, "calibration_windows": int}
+
+  The device adds ``rul_low = max(prediction - q, floor)`` and ``rul_high = prediction + q``
+  with ``q`` the window's condition entry when ``by`` is ``condition`` and the condition is
+  known, else the global (last) entry (:mod:`plantml.core.intervals`). With
+  ``alarm_lead_time`` (and no ``threshold``) the alarm is ``rul_low <= alarm_lead_time``.
+- ``task.asset_threshold`` (optional, anomaly): ``{"windows": K, "quantile": q, "margin": m}``:
+  each asset's first ``K`` windows calibrate (no alarm), then the alarm is ``score >= m *
+  quantile_q(those scores)`` (:mod:`plantml.core.asset_threshold`); the output gains a
+  ``threshold`` column (NaN while calibrating).
+- ``task.calibration`` (optional, failure): the temperature / Platt scaling that the
+  exporter folded into the ONNX graph; ``prediction`` already is the calibrated
+  probability and ``threshold`` is on that scale. Nothing for the device to apply.
 
 :func:`load_bundle` checks all of this before a model runs; :func:`write_manifest`
 seals a folder (hashes every file) for the exporter and for tests.
@@ -84,6 +104,8 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
+
+from plantml.core.asset_threshold import check_spec
 
 FORMAT = "plantml-edge-bundle"
 FORMAT_VERSION = 1
@@ -210,6 +232,11 @@ class Bundle:
     @property
     def alarm_when(self) -> str:
         return self.task.get("alarm_when") or "above"
+
+    @property
+    def interval(self) -> dict[str, Any] | None:
+        """``task.interval`` (conformal RUL intervals), or None."""
+        return self.task.get("interval")
 
     @property
     def required_columns(self) -> list[str]:
@@ -363,7 +390,32 @@ def _check_semantics(folder: Path, m: Mapping[str, Any]) -> tuple[np.ndarray, np
             raise _fail(folder, f"task.threshold must be a number, got {task['threshold']!r}")
         if task.get("alarm_when", "above") not in ("above", "below", None):
             raise _fail(folder, f"task.alarm_when {task['alarm_when']!r} is not above or below")
+    _check_interval(folder, task.get("interval"), len(names))
+    if task.get("asset_threshold") is not None:
+        try:
+            check_spec(task["asset_threshold"])
+        except (ValueError, AttributeError) as exc:
+            raise _fail(folder, f"task.{exc}; {REEXPORT}") from None
     return offset, scale
+
+
+def _check_interval(folder: Path, interval: Any, n_conditions: int) -> None:
+    """``task.interval`` (optional): its shape and values, as :mod:`plantml.core.intervals` reads it."""
+    if interval is None:
+        return
+    if not isinstance(interval, Mapping):
+        raise _fail(folder, f"task.interval must be an object; {REEXPORT}")
+    if interval.get("by") not in ("none", "condition"):
+        raise _fail(folder, f"task.interval.by {interval.get('by')!r} is not none or condition")
+    widths = _matrix(
+        folder, [interval.get("half_width")], 1, n_conditions + 1, "task.interval.half_width"
+    )
+    if (widths < 0).any():
+        raise _fail(folder, f"task.interval.half_width holds negative values; {REEXPORT}")
+    for key in ("floor", "alarm_lead_time"):
+        value = interval.get(key)
+        if value is not None and not (isinstance(value, int | float) and math.isfinite(value)):
+            raise _fail(folder, f"task.interval.{key} must be a number or null, got {value!r}")
 
 
 def content_sha256(manifest: Mapping[str, Any]) -> str:

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 import onnxruntime as ort
 
+from plantml.core.asset_threshold import asset_thresholds
+from plantml.core.intervals import interval_bounds
 from plantml.core.windows import gap_restarts, gather_windows, window_ends
 from plantml.edge.bundle import REEXPORT, Bundle, BundleError, load_bundle
 from plantml.edge.preprocess import (
@@ -242,9 +244,30 @@ class EdgeModel:
             return 0
         return len(self.bundle.task.get("classes") or [])
 
-    def alarm(self, values: np.ndarray) -> np.ndarray | None:
-        """0/1 alarm per prediction (int8), or None when the bundle sets no threshold."""
+    def interval(
+        self, values: np.ndarray, codes: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """(low, high) float32 per prediction from ``task.interval``, or None without one.
+
+        ``codes`` are the windows' operating-condition codes (-1 unseen: global half-width).
+        """
+        spec = self.bundle.interval
+        if spec is None:
+            return None
+        return interval_bounds(
+            values, codes, spec["half_width"], spec["by"] == "condition", spec.get("floor")
+        )
+
+    def alarm(self, values: np.ndarray, low: np.ndarray | None = None) -> np.ndarray | None:
+        """0/1 alarm per prediction (int8), or None when the bundle sets no alarm rule.
+
+        The rule is ``task.threshold``; a RUL bundle without one but with
+        ``task.interval.alarm_lead_time`` alarms when the lower bound ``low`` is at most it.
+        """
         thr = self.bundle.threshold
+        lead = (self.bundle.interval or {}).get("alarm_lead_time")
+        if thr is None and lead is not None and low is not None:
+            return (low <= float(lead)).astype(np.int8)
         if thr is None:
             return None
         hit = values <= thr if self.bundle.alarm_when == "below" else values >= thr
@@ -273,8 +296,9 @@ class EdgeModel:
 
         Returns:
             Output columns ``asset``, ``time`` (as given), ``condition`` (name or
-            ``unseen``), ``<task.output_name>`` (float32) and ``alarm`` (0/1, only
-            with a threshold); one row per window, by asset in order of first
+            ``unseen``), ``<task.output_name>`` (float32), ``<output_name>_low`` /
+            ``_high`` (with ``task.interval``: ``rul_low``, ``rul_high``) and ``alarm``
+            (0/1, only with a threshold or an interval lead time); one row per window, by asset in order of first
             appearance, then time. And one :class:`RowError` per rejected row.
             :meth:`predict_table` also says what else happened to the rows.
         """
@@ -317,7 +341,15 @@ class EdgeModel:
             out["probability"] = values.max(axis=1) if len(values) else values[:, 0]
             return out, win
         out[self.bundle.output_name] = values
-        alarm = self.alarm(values)
+        bounds = self.interval(values, win.condition)
+        if bounds is not None:
+            out[f"{self.bundle.output_name}_low"], out[f"{self.bundle.output_name}_high"] = bounds
+        alarm = self.alarm(values, None if bounds is None else bounds[0])
+        spec = self.bundle.task.get("asset_threshold")
+        if spec is not None:  # each asset's own threshold, learned on its first windows
+            thresholds = asset_thresholds(win.asset, values, spec)
+            out["threshold"] = thresholds
+            alarm = np.where(np.isnan(thresholds), 0, values >= thresholds).astype(np.int8)
         if alarm is not None:
             out["alarm"] = alarm
         return out, win

@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from plantml.core.asset_threshold import check_spec, learned_threshold
 from plantml.core.windows import window_due
 from plantml.edge.bundle import Bundle
 from plantml.edge.preprocess import RowError, describe_time_order, given_time
@@ -29,14 +30,18 @@ from plantml.edge.runtime import EdgeModel
 @dataclass
 class Prediction:
     """One prediction: the asset, the time of the window's last row (as given), the
-    operating condition's name (``unseen`` if unknown), the model's value and the
-    alarm (None when the bundle sets no threshold)."""
+    operating condition's name (``unseen`` if unknown), the model's value, the
+    alarm (None when the bundle sets no alarm rule) and, for a bundle with
+    ``task.interval``, the interval's bounds (else None)."""
 
     asset: str
     time: Any
     condition: str
     value: float
     alarm: bool | None
+    low: float | None = None
+    high: float | None = None
+    threshold: float | None = None  # the asset's learned threshold (task.asset_threshold)
 
 
 @dataclass
@@ -60,9 +65,11 @@ class AssetReport:
 
 
 class _AssetState:
-    __slots__ = ("buffer", "count", "last_time", "pos", "restarts")
+    __slots__ = ("buffer", "calibration", "count", "last_time", "pos", "restarts", "threshold")
 
     def __init__(self, length: int, channels: int):
+        self.calibration: list[float] = []  # first scores (task.asset_threshold)
+        self.threshold: float | None = None
         self.buffer = np.zeros((length, channels), dtype=np.float32)
         self.pos = 0  # where the next row goes (the oldest row once full)
         self.count = 0  # rows since the last restart
@@ -98,7 +105,25 @@ class StreamingPredictor:
         self.time_kind = bundle.input["time_kind"]
         self.rows_seen = 0
         self._assets: dict[str, _AssetState] = {}
+        spec = bundle.task.get("asset_threshold")
+        self.asset_threshold = None if spec is None else check_spec(spec)
         self.report: dict[str, AssetReport] = {}  # per asset ("": rows without an asset id)
+
+    @property
+    def learned_thresholds(self) -> dict[str, float]:
+        """The thresholds assets have learned so far (``task.asset_threshold``)."""
+        return {a: s.threshold for a, s in self._assets.items() if s.threshold is not None}
+
+    def _asset_alarm(self, state: _AssetState, value: float) -> tuple[bool, float | None]:
+        """Calibrate on the asset's first windows, then alarm against what it learned."""
+        k, q, m = self.asset_threshold
+        if state.threshold is None:
+            state.calibration.append(value)
+            if len(state.calibration) == k:
+                state.threshold = learned_threshold(np.array(state.calibration), q, m)
+                state.calibration = []
+            return False, None
+        return value >= state.threshold, state.threshold
 
     def reset(self, asset: str | None = None) -> None:
         """Forget one asset's history and counts (its next window starts empty), or every asset's."""
@@ -176,13 +201,21 @@ class StreamingPredictor:
         counts.predictions += 1
         window = np.concatenate([state.buffer[state.pos :], state.buffer[: state.pos]])
         value = self.model.predict_windows(window[None])
-        alarm = self.model.alarm(value)
+        bounds = self.model.interval(value, parsed.code[:1])
+        alarm = self.model.alarm(value, None if bounds is None else bounds[0])
+        learned = None
+        if self.asset_threshold is not None:
+            hit, learned = self._asset_alarm(state, float(value[0]))
+            alarm = np.array([hit])
         return Prediction(
             asset=asset,
             time=given_time(row[bundle.time_column]),
             condition=self.model.conditions.name(int(parsed.code[0])),
             value=float(value[0]),
             alarm=None if alarm is None else bool(alarm[0]),
+            low=None if bounds is None else float(bounds[0][0]),
+            high=None if bounds is None else float(bounds[1][0]),
+            threshold=learned,
         )
 
     def feed_many(

@@ -144,6 +144,7 @@ def evaluate_checkpoint(eval_cfg: DictConfig, overrides: list[str]) -> dict:
         title,
         {"checkpoint": str(ckpt)},
         trainer.is_global_zero,
+        run_cfg=cfg,
     )
     if trainer.is_global_zero:
         OmegaConf.save(cfg, output_dir / "config.yaml", resolve=True)

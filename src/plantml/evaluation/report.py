@@ -178,3 +178,25 @@ def report_markdown(
     if plots:
         out += ["## Plots", "", *[f"![{p}]({p})" for p in plots], ""]
     return "\n".join(out)
+
+
+def print_cv(result: dict, title: str) -> None:
+    """The cross-validation summary (:mod:`plantml.evaluation.crossval`) as a table."""
+    table = Table(title=title, title_justify="left")
+    for column, justify in (
+        ("metric", "left"),
+        ("mean", "right"),
+        ("std", "right"),
+        ("min", "right"),
+        ("max", "right"),
+    ):
+        table.add_column(column, justify=justify)
+    for key, stats in result["summary"].items():
+        if stats["mean"] is None:
+            continue
+        table.add_row(key, *(_fmt(stats[k]) for k in ("mean", "std", "min", "max")))
+    console = Console()
+    console.print(table)
+    for split, pooled in result.get("pooled", {}).items():
+        text = ", ".join(f"{k} {_fmt(v)}" for k, v in pooled.items())
+        console.print(f"pooled {split} (every asset scored once, by its fold): {text}")

@@ -93,19 +93,49 @@ def finish_evaluation(
     title: str,
     extra: dict,
     is_global_zero: bool = True,
+    run_cfg: DictConfig | None = None,
 ) -> tuple[dict, list[Path]]:
-    """metrics.json and the files beside it for what ``task`` scored last; (metrics, files written)."""
-    metrics = flatten_results(task.results, coverage_warnings(datamodule, task.results))
+    """metrics.json and the files beside it for what ``task`` scored last; (metrics, files written).
+
+    ``run_cfg`` (the run's config) switches on the extra evaluations it asks for:
+    ``truncated.cuts`` (the official-test protocol on held-out RUL units,
+    :mod:`plantml.evaluation.truncated`), ``conformal`` and ``calibration``
+    (:mod:`plantml.evaluation.uncertainty`).
+    """
+    from plantml.evaluation.truncated import truncated_results
+    from plantml.evaluation.uncertainty import uncertainty_results
+
+    results = dict(task.results)
+    truncated = dict((run_cfg.get("truncated") if run_cfg is not None else None) or {})
+    if truncated.get("cuts"):
+        results.update(
+            truncated_results(
+                task, datamodule, truncated["cuts"], int(truncated.get("seed") or 0), task.n_boot
+            )
+        )
+    metrics = flatten_results(results, coverage_warnings(datamodule, task.results))
     metrics.update(extra)
     data = datamodule.data
     metrics["data"] = {"features": list(data.feature_names), "warnings": list(data.warnings)}
     frames = prediction_frames(task, datamodule) if is_global_zero else {}
     add_alarm_rates(metrics, frames)
+    if is_global_zero:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    added, extra_files = uncertainty_results(
+        task, datamodule, run_cfg, frames, output_dir if is_global_zero else None
+    )
+    metrics.update(added)
+    skab = dict((run_cfg.get("skab") if run_cfg is not None else None) or {})
+    if skab.get("enabled") and task.kind == "anomaly":
+        from plantml.evaluation.skab import skab_results
+
+        metrics.update(skab_results(task, datamodule, skab))
     gate_lines = apply_gate(gate_cfg, metrics, gate_split) if task.results else None
     written: list[Path] = []
     if is_global_zero:
         output_dir.mkdir(parents=True, exist_ok=True)
         write_json(output_dir / "metrics.json", metrics)
         written = write_outputs(output_dir, task, datamodule, frames, metrics, title, gate_lines)
+        written += extra_files
         print_results(metrics, title=title, output_dir=output_dir)
     return metrics, written

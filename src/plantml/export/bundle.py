@@ -86,11 +86,13 @@ def write_bundle(
     lineage: dict,
     stride: int = 1,
     profile=None,
+    task_extra: dict | None = None,
 ) -> Path:
     """Write and verify a bundle folder; returns it. ``data`` is the run's PreparedData.
 
     ``profile`` (a :class:`plantml.monitoring.profile.ReferenceProfile`) is written as
-    ``reference_profile.json`` and named by the manifest key ``reference_profile``.
+    ``reference_profile.json`` and named by the manifest key ``reference_profile``;
+    ``task_extra`` joins the manifest's ``task`` block (``interval``, ``calibration``).
     """
     folder = Path(folder)
     if folder.exists():
@@ -112,7 +114,10 @@ def write_bundle(
         "plantml_version": plantml.__version__,
         "model": {"file": "model.onnx", "input": "window", "output": "prediction", **model_info},
         **input_manifest(data, cfg.data.get("cleaning"), stride),
-        "task": task_manifest(kind, cfg, threshold, time_unit, getattr(data, "class_names", None)),
+        "task": {
+            **task_manifest(kind, cfg, threshold, time_unit, getattr(data, "class_names", None)),
+            **(task_extra or {}),
+        },
         "lineage": lineage,
         "metrics": metrics,
     }

@@ -87,6 +87,10 @@ def export_onnx(
     """
     if opset < 17:
         raise ConfigError(f"export.opset must be >= 17 (LayerNormalization, STFT), got {opset}")
+    if getattr(model, "classical", False):  # trees on window statistics: their own graph
+        from plantml.export.classical import export_classical
+
+        return export_classical(model, window_length, n_features, path, opset)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     chosen = choose_exporter(model, exporter)

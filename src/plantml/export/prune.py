@@ -26,7 +26,13 @@ METHODS = ("magnitude", "structured")
 
 
 def count_parameters(model: nn.Module, nonzero: bool = False) -> int:
-    """Parameters of ``model`` (``nonzero``: only those not pruned to zero)."""
+    """Parameters of ``model`` (``nonzero``: only those not pruned to zero).
+
+    A classical model (trees) counts its tree nodes instead.
+    """
+    inner = getattr(model, "model", model)
+    if getattr(inner, "classical", False):
+        return int(inner.parameter_count())
     if nonzero:
         return int(sum((p != 0).sum() for p in model.parameters()))
     return int(sum(p.numel() for p in model.parameters()))

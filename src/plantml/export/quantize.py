@@ -160,6 +160,11 @@ def quantize(
             "ONNX Runtime has no INT8 GRU: the GRU layers stay float32; only Linear layers "
             "are INT8 (use model.cell=lstm for a smaller INT8 model)"
         )
+    if "TreeEnsembleRegressor" in after and not quantized:
+        notes.append(
+            "a tree ensemble has no INT8 form in ONNX Runtime: the int8 variant is the float "
+            "graph (same size and outputs)"
+        )
     if chosen == "static" and "LSTM" in still_float:
         notes.append("static QDQ does not quantize LSTM: use export.quantize.method=dynamic")
     for note in notes:

@@ -53,6 +53,9 @@ RECIPE_KEYS = {
     "max_metric_change",
     "fallbacks",
     "fallback_epochs",
+    "conformal",
+    "calibration",
+    "asset_threshold",
 }
 
 
@@ -356,6 +359,59 @@ class ExportRun:
         )
         return profile
 
+    def _spec(self, name: str) -> dict:
+        """The recipe's ``conformal`` / ``calibration`` block, else the training run's."""
+        spec = self.recipe.get(name)
+        if spec is None:
+            spec = self.run_cfg.get(name)
+            spec = OmegaConf.to_container(spec, resolve=True) if spec is not None else None
+        return dict(spec or {})
+
+    def uncertainty(self, final: dict) -> tuple[dict, dict]:
+        """(final variant, extra ``task`` manifest keys): conformal intervals for RUL, the
+        calibration folded into the graph for failure (:mod:`plantml.export.uncertainty`).
+
+        Both are fitted on the validation windows with the final variant's own predictions.
+        """
+        from plantml.export.uncertainty import calibrate_variant, interval_block
+
+        kind, cal = self.task.kind, self.calibration
+        conformal, calibration = self._spec("conformal"), self._spec("calibration")
+        wanted = (kind == "rul" and conformal.get("level") is not None) or (
+            kind == "failure" and calibration.get("method")
+        )
+        if not wanted or not len(cal.y):
+            return final, {}
+        sess = ox.session(final["file"], self.measure.threads)
+        pred = ox.run_onnx(sess, cal.windows)
+        if kind == "rul":
+            n = len(self.datamodule.data.condition_names)
+            return final, {"interval": interval_block(pred, cal.y, cal.conditions, n, conformal)}
+        src = Path(final["file"])
+        dst, threshold, block = calibrate_variant(src, pred, cal.y, final["threshold"], calibration)
+        from plantml.evaluation.calibration import apply_scaling
+
+        got = ox.run_onnx(ox.session(dst, self.measure.threads), cal.windows)
+        want = apply_scaling(pred, block["a"], block["b"])
+        check = parity(want.astype(np.float32), got, 1e-5, 1e-4)
+        require_parity(check, f"{dst.name} (calibration folded into the graph)")
+        self.notes.append(
+            f"failure probabilities calibrated ({block['method']}, a={block['a']:.4g}, "
+            f"b={block['b']:.4g}) inside the graph; validation ECE "
+            f"{block['val_ece_before']:.4f} -> {block['val_ece_after']:.4f}"
+        )
+        block["parity"] = check
+        final = {
+            **final,
+            "file": str(dst),
+            "bytes": dst.stat().st_size,
+            "threshold": threshold,
+            # the bundle's outputs on the measured windows (what later steps read, e.g. a
+            # reference profile of the outputs)
+            "_pred": apply_scaling(final["_pred"], block["a"], block["b"]).astype(np.float32),
+        }
+        return final, {"calibration": block}
+
     def finish(self) -> dict:
         """Check the metric limits, seal the bundle, write the report; returns the report."""
         final = self.variants[-1]
@@ -365,6 +421,18 @@ class ExportRun:
         if problems:
             raise ExportError("; ".join(problems))
         kind = self.task.kind
+        final, task_extra = self.uncertainty(final)
+        spec = self.recipe.get("asset_threshold")
+        if spec is not None:
+            from plantml.core.asset_threshold import check_spec
+
+            if kind != "anomaly":
+                raise ConfigError("export.asset_threshold is for anomaly bundles only")
+            try:
+                k, q, m = check_spec(dict(spec))
+            except ValueError as exc:
+                raise ConfigError(f"export.{exc}") from None
+            task_extra["asset_threshold"] = {"windows": k, "quantile": q, "margin": m}
         bundle = write_bundle(
             self.out_dir / "bundle",
             final["file"],
@@ -385,6 +453,7 @@ class ExportRun:
             metrics={"split": self.split, **final["metrics"]},
             lineage=_lineage(self.ckpt, self.checkpoint, self.run_cfg, self.recipe),
             profile=self.reference_profile(final),
+            task_extra=task_extra,
         )
         samples = write_sample_rows(
             bundle,
@@ -422,6 +491,12 @@ def run_export(cfg: DictConfig) -> dict:
     Order: distill → prune (+ fine-tune) → quantize; each step is optional.
     """
     run = ExportRun(cfg)
+    steps = [s for s in ("distill", "prune") if run.recipe.get(s)]
+    if getattr(run.task, "classical", False) and steps:
+        raise ConfigError(
+            f"the export recipe {run.recipe['name']!r} has {' and '.join(steps)}, which a "
+            "classical model (trees) does not have; use export=fp32 or export=int8"
+        )
     run.baseline()
     for step in ("distill", "prune", "quantize"):
         spec = run.recipe.get(step)

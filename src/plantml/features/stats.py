@@ -14,6 +14,8 @@ Conventions (the same in both; population moments, i.e. ``bias=True`` in
   constant window.
 - ``slope``: least-squares slope of ``x`` against the step index ``0..T-1``
   (units per step); 0 for a one-step window.
+- ``last``: the window's last value (not in the default set ``STATS``; the classical
+  models use it, and with one-row windows it is the row itself).
 
 Outputs are channel-major: all statistics of channel 0, then channel 1, …
 """
@@ -29,15 +31,17 @@ from torch import nn
 from plantml.errors import ConfigError
 
 STATS = ("mean", "std", "rms", "peak", "crest", "kurtosis", "skewness", "slope")
+AVAILABLE = (*STATS, "last")
 _TINY = 1e-12
 
 
 def _check(stats: Sequence[str]) -> tuple[str, ...]:
     stats = tuple(stats)
-    unknown = [s for s in stats if s not in STATS]
+    unknown = [s for s in stats if s not in AVAILABLE]
     if unknown or not stats:
         raise ConfigError(
-            f"unknown window statistics {unknown or '(none given)'}; use some of {', '.join(STATS)}"
+            f"unknown window statistics {unknown or '(none given)'}; use some of "
+            f"{', '.join(AVAILABLE)}"
         )
     return stats
 
@@ -86,6 +90,8 @@ class WindowStats(nn.Module):
             elif name == "skewness":
                 m3 = centred.pow(3).mean(dim=1)
                 values[name] = torch.where(flat, 0.0, m3 / safe_m2.pow(1.5))
+            elif name == "last":
+                values[name] = x[:, -1]
             else:  # slope
                 t = torch.arange(length, dtype=x.dtype, device=x.device)
                 t = (t - t.mean()).view(1, -1, 1)
@@ -127,6 +133,7 @@ def window_stats(x: np.ndarray, stats: Sequence[str] = STATS) -> np.ndarray:
         "kurtosis": np.where(flat, 0.0, (centred**4).mean(axis=1) / safe_m2**2 - 3.0),
         "skewness": np.where(flat, 0.0, (centred**3).mean(axis=1) / safe_m2**1.5),
         "slope": (t[None, :, None] * centred).sum(axis=1) / max((t**2).sum(), _TINY),
+        "last": x[:, -1],
     }
     out = np.stack([values[name] for name in stats], axis=-1).reshape(len(x), -1)
     return out[0] if single else out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import shutil
 import socket
 import subprocess
 from pathlib import Path
@@ -114,7 +115,10 @@ def test_best_parameters_train_with_plantml_train(tuned):
     assert body["defaults"] == ["synthetic_failure", {"override /logger": "csv"}, "_self_"]
     assert body["model"]["hidden_size"] == best["params"]["model.hidden_size"]
     command = json.loads((folder / "best.json").read_text())["train_command"]
-    assert command.startswith(f"plantml-train --config-dir {folder / 'configs'} ")
+    # runnable as printed: the bare name on PATH, else the entry point's path (.venv/bin/...)
+    tool, *args = shlex.split(command)
+    assert Path(tool).name == "plantml-train" and (Path(tool).is_file() or shutil.which(tool))
+    assert args[:2] == ["--config-dir", str(folder / "configs")]
     assert command.endswith(" experiment=synthetic_failure_best") and command in proc.stdout
     run_cli(*shlex.split(command), "bootstrap=0", cwd=cwd)
     (run,) = run_dirs(cwd, "synthetic_failure")
